@@ -1,0 +1,76 @@
+//! Limits, read from Worker vars (wrangler.toml `[vars]`) with documented defaults.
+
+use crate::error::ApiError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// MAX_FILE_BYTES: largest single file (default 50 MiB).
+    pub max_file_bytes: u64,
+    /// MAX_FILES_PER_UPDATE: launch asset + assets (default 2000).
+    pub max_files_per_update: usize,
+    /// MAX_FORM_BYTES: largest single-request (multipart/form-data) publish (default 32 MiB).
+    pub max_form_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_file_bytes: 50 << 20, max_files_per_update: 2000, max_form_bytes: 32 << 20 }
+    }
+}
+
+impl Limits {
+    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
+        let d = Self::default();
+        let num = |name: &str, default: u64| -> Result<u64, ApiError> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::internal(format!("Worker var {name} must be a positive integer"))),
+            }
+        };
+        Ok(Self {
+            max_file_bytes: num("MAX_FILE_BYTES", d.max_file_bytes)?,
+            max_files_per_update: num("MAX_FILES_PER_UPDATE", d.max_files_per_update as u64)? as usize,
+            max_form_bytes: num("MAX_FORM_BYTES", d.max_form_bytes)?,
+        })
+    }
+}
+
+/// Deploy operations need `Authorization: Bearer <ADMIN_TOKEN>`. Without a configured secret
+/// they are refused (never open); the comparison is over digests, in constant time.
+pub fn check_admin(authorization: Option<&str>, admin_token: Option<&str>) -> Result<(), ApiError> {
+    let secret = admin_token.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::new(503, "deploy operations are disabled: the ADMIN_TOKEN secret is not set (wrangler secret put ADMIN_TOKEN, or .dev.vars locally)")
+    })?;
+    let given = authorization
+        .and_then(|h| h.trim().strip_prefix("Bearer ").or_else(|| h.trim().strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+    if crate::hash::constant_time_eq_digest(given.as_bytes(), secret.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("invalid token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_from_vars() {
+        assert_eq!(Limits::from_vars(&|_| None).unwrap(), Limits::default());
+        let l = Limits::from_vars(&|n| (n == "MAX_FILE_BYTES").then(|| "1024".into())).unwrap();
+        assert_eq!(l.max_file_bytes, 1024);
+        assert!(Limits::from_vars(&|_| Some("lots".into())).is_err());
+    }
+
+    #[test]
+    fn admin_auth() {
+        assert_eq!(check_admin(Some("Bearer s3cret"), None).unwrap_err().status, 503);
+        assert_eq!(check_admin(Some("Bearer s3cret"), Some("")).unwrap_err().status, 503);
+        assert_eq!(check_admin(None, Some("s3cret")).unwrap_err().status, 401);
+        assert_eq!(check_admin(Some("Basic s3cret"), Some("s3cret")).unwrap_err().status, 401);
+        assert_eq!(check_admin(Some("Bearer wrong"), Some("s3cret")).unwrap_err().status, 401);
+        assert!(check_admin(Some("Bearer s3cret"), Some("s3cret")).is_ok());
+    }
+}

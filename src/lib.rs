@@ -1,0 +1,24 @@
+//! Expo Updates server core: protocol, storage layout, validation and deploy logic as plain
+//! Rust (host-tested), with a thin workers-rs adapter compiled only for wasm32.
+
+pub mod api;
+pub mod check;
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod formdata;
+pub mod formpublish;
+pub mod hash;
+pub mod id;
+pub mod layout;
+pub mod manifest;
+pub mod multipart;
+pub mod record;
+pub mod route;
+pub mod service;
+pub mod store;
+pub mod time;
+pub mod validate;
+
+#[cfg(target_arch = "wasm32")]
+mod worker_adapter;

@@ -1,0 +1,285 @@
+//! The manifest and directive bodies, rendered once (at publish) and served byte for byte, so a
+//! signature over them stays valid. Field order is fixed by these structs; there are no `null`s.
+
+use crate::error::ApiError;
+use crate::export::content_type_for_ext;
+use crate::hash::{self, Digests};
+use crate::{id, time, validate};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    pub created_at: String,
+    pub runtime_version: String,
+    pub launch_asset: ManifestAsset,
+    pub assets: Vec<ManifestAsset>,
+    pub metadata: BTreeMap<String, String>,
+    pub extra: Extra,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestAsset {
+    pub hash: String,
+    pub key: String,
+    pub file_extension: String,
+    pub content_type: String,
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Extra {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expo_client: Option<Map<String, Value>>,
+}
+
+/// One file of an update as the publisher describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    pub digests: Digests,
+    /// Extension without the dot (`png`); ignored for the launch asset.
+    pub ext: String,
+}
+
+pub struct ManifestInput<'a> {
+    pub id: String,
+    pub created_at_ms: u64,
+    pub runtime_version: &'a str,
+    pub launch_asset: FileEntry,
+    pub assets: Vec<FileEntry>,
+    pub metadata: BTreeMap<String, String>,
+    pub expo_client: Option<Map<String, Value>>,
+    /// `<origin>/api/assets/<slug>/<platform>/<runtimeVersion>`; a file's URL is this + `/<sha256 hex>`.
+    pub asset_base_url: &'a str,
+}
+
+/// Builds the manifest. Assets with the same content are listed once (the client keys them by
+/// `key` anyway).
+pub fn build(input: ManifestInput<'_>) -> Manifest {
+    let asset = |f: &FileEntry, ext: &str, content_type: &str| ManifestAsset {
+        hash: f.digests.sha256_base64url(),
+        key: f.digests.md5_hex(),
+        file_extension: format!(".{ext}"),
+        content_type: content_type.to_string(),
+        url: format!("{}/{}", input.asset_base_url, f.digests.sha256_hex()),
+    };
+    let mut seen = BTreeSet::new();
+    let assets = input
+        .assets
+        .iter()
+        .filter(|f| seen.insert(f.digests.sha256))
+        .map(|f| asset(f, &f.ext, content_type_for_ext(&f.ext)))
+        .collect();
+    Manifest {
+        id: input.id,
+        created_at: time::format_millis(input.created_at_ms),
+        runtime_version: input.runtime_version.to_string(),
+        // Expo's reference server describes every launch asset, Hermes or not, this way.
+        launch_asset: asset(&input.launch_asset, "bundle", "application/javascript"),
+        assets,
+        metadata: input.metadata,
+        extra: Extra { expo_client: input.expo_client },
+    }
+}
+
+impl Manifest {
+    pub fn render(&self) -> String {
+        serde_json::to_string(self).expect("manifest serializes")
+    }
+}
+
+pub const MAX_MANIFEST_BYTES: usize = 512 * 1024;
+
+/// A file the manifest names, as the server must find it in storage.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RequiredFile {
+    pub sha256: [u8; 32],
+    pub md5_key: String,
+    pub is_launch_asset: bool,
+}
+
+/// Checks a manifest body the publisher rendered (and perhaps signed) before the server stores
+/// it: it must be exactly what [`Manifest::render`] produces for its own content, name only this
+/// runtime's files under this server's asset URLs, and satisfy every client rule (§4, §9).
+pub fn validate_published(body: &str, runtime_version: &str, asset_base_url: &str, max_files: usize) -> Result<(Manifest, Vec<RequiredFile>), ApiError> {
+    let bad = |m: String| ApiError::unprocessable(format!("manifest rejected: {m}"));
+    if body.len() > MAX_MANIFEST_BYTES {
+        return Err(ApiError::too_large(format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes")));
+    }
+    let m: Manifest = serde_json::from_str(body).map_err(|e| bad(format!("not a valid manifest: {e}")))?;
+    if m.render() != body {
+        return Err(bad("body is not in canonical form (render it with the shared manifest types)".into()));
+    }
+    if !id::is_canonical_uuid(&m.id) {
+        return Err(bad(format!("id {:?} is not a lowercase UUID", validate::truncate(&m.id))));
+    }
+    if time::parse_millis(&m.created_at).is_none() {
+        return Err(bad("createdAt must be YYYY-MM-DDTHH:mm:ss.sssZ".into()));
+    }
+    if m.runtime_version != runtime_version {
+        return Err(bad(format!("runtimeVersion {:?} does not match the route's {runtime_version:?}", validate::truncate(&m.runtime_version))));
+    }
+    if m.assets.len() + 1 > max_files {
+        return Err(ApiError::too_large(format!("update names {} files; the limit (MAX_FILES_PER_UPDATE) is {max_files}", m.assets.len() + 1)));
+    }
+    let mut lower = BTreeSet::new();
+    for k in m.metadata.keys() {
+        // iOS lowercases metadata keys into a dictionary that traps on duplicates.
+        if !lower.insert(k.to_ascii_lowercase()) {
+            return Err(bad(format!("metadata keys {k:?} differ only in case")));
+        }
+    }
+    let mut files = Vec::with_capacity(m.assets.len() + 1);
+    let mut keys = BTreeSet::new();
+    for (i, a) in std::iter::once(&m.launch_asset).chain(&m.assets).enumerate() {
+        let what = if i == 0 { "launchAsset".to_string() } else { format!("assets[{}]", i - 1) };
+        let sha = hash::parse_sha256_base64url(&a.hash).ok_or_else(|| bad(format!("{what}.hash is not unpadded base64url SHA-256")))?;
+        if hash::parse_hex::<16>(&a.key).is_none() {
+            return Err(bad(format!("{what}.key must be the file's MD5 hex")));
+        }
+        if !keys.insert(a.key.clone()) {
+            return Err(bad(format!("{what}.key {} is listed twice", a.key)));
+        }
+        let ext_ok = a.file_extension.len() >= 2
+            && a.file_extension.len() <= 17
+            && a.file_extension.starts_with('.')
+            && a.file_extension[1..].bytes().all(|c| c.is_ascii_alphanumeric());
+        if !ext_ok || (i == 0 && a.file_extension != ".bundle") {
+            return Err(bad(format!("{what}.fileExtension {:?} is invalid", validate::truncate(&a.file_extension))));
+        }
+        let ct_ok = !a.content_type.is_empty() && a.content_type.len() <= 100 && a.content_type.bytes().all(|c| c.is_ascii_graphic() || c == b' ');
+        if !ct_ok {
+            return Err(bad(format!("{what}.contentType is invalid")));
+        }
+        let expected_url = format!("{asset_base_url}/{}", hash::hex(&sha));
+        if a.url != expected_url {
+            return Err(bad(format!("{what}.url must be {expected_url}")));
+        }
+        files.push(RequiredFile { sha256: sha, md5_key: a.key.clone(), is_launch_asset: i == 0 });
+    }
+    Ok((m, files))
+}
+
+/// Directive bodies (protocol 1, multipart `directive` part).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Directive {
+    NoUpdateAvailable,
+    RollBackToEmbedded { parameters: RollBackParameters },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollBackParameters {
+    pub commit_time: String,
+}
+
+impl Directive {
+    pub fn render(&self) -> String {
+        serde_json::to_string(self).expect("directive serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "https://ota.example.com/api/assets/demo-app/ios/1.0.3";
+
+    fn entry(bytes: &[u8], ext: &str) -> FileEntry {
+        FileEntry { digests: Digests::of(bytes), ext: ext.into() }
+    }
+
+    fn sample() -> Manifest {
+        build(ManifestInput {
+            id: id::uuid_v4([7; 16]),
+            created_at_ms: 1_714_566_896_789,
+            runtime_version: "1.0.3",
+            launch_asset: entry(b"bundle bytes", "hbc"),
+            assets: vec![entry(b"png1", "png"), entry(b"font", "ttf"), entry(b"png1", "png")],
+            metadata: BTreeMap::new(),
+            expo_client: Some(serde_json::from_str(r#"{"slug":"demo-app","version":"1.0.3"}"#).unwrap()),
+            asset_base_url: BASE,
+        })
+    }
+
+    #[test]
+    fn renders_every_field_the_client_needs() {
+        let body = sample().render();
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["createdAt"], "2024-05-01T12:34:56.789Z");
+        assert_eq!(v["runtimeVersion"], "1.0.3");
+        let la = &v["launchAsset"];
+        assert_eq!(la["fileExtension"], ".bundle");
+        assert_eq!(la["contentType"], "application/javascript");
+        assert_eq!(la["key"], Digests::of(b"bundle bytes").md5_hex());
+        assert_eq!(la["hash"], Digests::of(b"bundle bytes").sha256_base64url());
+        assert_eq!(la["url"], format!("{BASE}/{}", Digests::of(b"bundle bytes").sha256_hex()));
+        // Duplicate content is listed once.
+        let assets = v["assets"].as_array().unwrap();
+        assert_eq!(assets.len(), 2);
+        for a in assets {
+            for f in ["key", "hash", "fileExtension", "contentType", "url"] {
+                assert!(a[f].is_string(), "{f}");
+            }
+            assert!(a["url"].as_str().unwrap().starts_with("https://"));
+            assert!(a["fileExtension"].as_str().unwrap().starts_with('.'));
+        }
+        assert_eq!(v["metadata"], serde_json::json!({}));
+        assert_eq!(v["extra"]["expoClient"]["slug"], "demo-app");
+        assert!(!body.contains("null"));
+    }
+
+    #[test]
+    fn extra_is_an_empty_object_without_config() {
+        let mut m = sample();
+        m.extra.expo_client = None;
+        assert!(m.render().ends_with(r#""metadata":{},"extra":{}}"#));
+    }
+
+    #[test]
+    fn validate_accepts_own_rendering() {
+        let m = sample();
+        let (parsed, files) = validate_published(&m.render(), "1.0.3", BASE, 100).unwrap();
+        assert_eq!(parsed, m);
+        assert_eq!(files.len(), 3);
+        assert!(files[0].is_launch_asset);
+    }
+
+    #[test]
+    fn validate_rejects_tampering() {
+        let good = sample().render();
+        let cases: Vec<(String, &str)> = vec![
+            (good.replace("\"createdAt\"", " \"createdAt\""), "canonical"),
+            (good.replace("2024-05-01T12:34:56.789Z", "2024-05-01T12:34:56Z"), "createdAt"),
+            (good.replace(BASE, "https://evil.example.com/x"), "url"),
+            (good.replace("\"id\":\"", "\"id\":\"A"), "id"),
+            (good.replacen(".bundle", ".js", 1), "fileExtension"),
+            (good.replace("}", ",\"x\":null}"), "valid manifest"),
+        ];
+        for (body, what) in cases {
+            let e = validate_published(&body, "1.0.3", BASE, 100).unwrap_err();
+            assert!(e.status == 422, "{what}: {e}");
+            assert!(e.message.contains(what), "{what}: {e}");
+        }
+        assert_eq!(validate_published(&good, "2.0.0", BASE, 100).unwrap_err().status, 422);
+        assert_eq!(validate_published(&good, "1.0.3", BASE, 2).unwrap_err().status, 413);
+        let mut m = sample();
+        m.metadata.insert("Branch".into(), "a".into());
+        m.metadata.insert("branch".into(), "b".into());
+        assert!(validate_published(&m.render(), "1.0.3", BASE, 100).unwrap_err().message.contains("case"));
+    }
+
+    #[test]
+    fn directives() {
+        assert_eq!(Directive::NoUpdateAvailable.render(), r#"{"type":"noUpdateAvailable"}"#);
+        let rb = Directive::RollBackToEmbedded { parameters: RollBackParameters { commit_time: "2024-05-01T12:34:56.789Z".into() } };
+        assert_eq!(rb.render(), r#"{"type":"rollBackToEmbedded","parameters":{"commitTime":"2024-05-01T12:34:56.789Z"}}"#);
+        assert_eq!(serde_json::from_str::<Directive>(&rb.render()).unwrap(), rb);
+    }
+}

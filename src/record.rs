@@ -1,0 +1,38 @@
+//! The immutable record of one published update. The manifest body is stored exactly as served
+//! (and as signed), so a check is one small read and never re-renders anything.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRecord {
+    pub id: String,
+    pub created_at: String,
+    pub slug: String,
+    pub platform: String,
+    pub runtime_version: String,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// The exact manifest part body clients receive.
+    pub manifest: String,
+    /// Padded standard base64 RSA signature over `manifest`, made by the publisher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    pub launch_asset_bytes: u64,
+    pub file_count: u32,
+    pub total_bytes: u64,
+    /// SHA-256 hex of every file the manifest names.
+    pub files: Vec<String>,
+}
+
+impl UpdateRecord {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("record serializes")
+    }
+    pub fn from_json(bytes: &[u8]) -> Result<Self, crate::error::ApiError> {
+        serde_json::from_slice(bytes).map_err(|e| crate::error::ApiError::internal(format!("corrupt update record: {e}")))
+    }
+}

@@ -1,0 +1,187 @@
+//! Request routing as a plain enum, parsed from method + path and unit-tested; the Worker
+//! adapter only `match`es on it.
+
+use crate::error::ApiError;
+use crate::layout::Target;
+use crate::validate::{self, Platform};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    /// `GET /api/manifest?slug=…` — what app.json `updates.url` points at.
+    Manifest,
+    /// `GET|HEAD /api/assets/:slug/:platform/:runtimeVersion/:sha256`
+    Asset { target: Target, sha256: String, head: bool },
+    /// `POST /api/publish/:slug` — single-request publish (multipart/form-data).
+    PublishForm { slug: String },
+    /// `POST /api/publish/:slug/:platform/:runtimeVersion/prepare` — which files are missing.
+    PublishPrepare { target: Target },
+    /// `PUT /api/files/:slug/:platform/:runtimeVersion/:sha256` — one raw file.
+    UploadFile { target: Target, sha256: String },
+    /// `POST /api/publish/:slug/:platform/:runtimeVersion/commit` — make an update current.
+    PublishCommit { target: Target },
+    /// `GET /api/updates?slug=…`
+    ListUpdates,
+    /// `DELETE /api/updates/:slug/:platform/:runtimeVersion`
+    DeleteRuntime { target: Target },
+}
+
+impl Route {
+    /// Deploy operations need the bearer token; reads are public.
+    pub fn needs_auth(&self) -> bool {
+        !matches!(self, Route::Health | Route::Manifest | Route::Asset { .. })
+    }
+}
+
+pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
+    let segs: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect::<Result<_, _>>()?;
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let allow = |allowed: &'static str| -> Result<(), ApiError> {
+        if allowed.split(", ").any(|m| m == method) {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(allowed))
+        }
+    };
+    let target = |slug: &str, platform: &str, rv: &str| -> Result<Target, ApiError> {
+        Ok(Target {
+            slug: validate::slug(slug)?.to_string(),
+            platform: Platform::parse(platform)?,
+            runtime_version: validate::runtime_version(rv)?.to_string(),
+        })
+    };
+    let sha = |s: &str| -> Result<String, ApiError> {
+        crate::hash::parse_hex::<32>(s)
+            .map(|_| s.to_string())
+            .ok_or_else(|| ApiError::bad_request("file id must be a lowercase SHA-256 hex digest"))
+    };
+    match segs.as_slice() {
+        ["health"] => allow("GET, HEAD").map(|_| Route::Health),
+        ["api", "manifest"] => allow("GET, HEAD").map(|_| Route::Manifest),
+        ["api", "assets", slug, platform, rv, hash] => {
+            allow("GET, HEAD")?;
+            Ok(Route::Asset { target: target(slug, platform, rv)?, sha256: sha(hash)?, head: method == "HEAD" })
+        }
+        ["api", "publish", slug] => {
+            allow("POST")?;
+            Ok(Route::PublishForm { slug: validate::slug(slug)?.to_string() })
+        }
+        ["api", "publish", slug, platform, rv, "prepare"] => {
+            allow("POST")?;
+            Ok(Route::PublishPrepare { target: target(slug, platform, rv)? })
+        }
+        ["api", "publish", slug, platform, rv, "commit"] => {
+            allow("POST")?;
+            Ok(Route::PublishCommit { target: target(slug, platform, rv)? })
+        }
+        ["api", "files", slug, platform, rv, hash] => {
+            allow("PUT")?;
+            Ok(Route::UploadFile { target: target(slug, platform, rv)?, sha256: sha(hash)? })
+        }
+        ["api", "updates"] => allow("GET").map(|_| Route::ListUpdates),
+        ["api", "updates", slug, platform, rv] => {
+            allow("DELETE")?;
+            Ok(Route::DeleteRuntime { target: target(slug, platform, rv)? })
+        }
+        _ => Err(ApiError::not_found("no such route")),
+    }
+}
+
+/// Decodes `%XX` escapes in one path segment. A decoded `/` or `\` is refused outright: no
+/// route segment may contain one, and refusing early keeps traversal attempts out of logs.
+fn percent_decode(seg: &str) -> Result<String, ApiError> {
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hexv = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let v = hexv.ok_or_else(|| ApiError::bad_request("malformed percent-encoding in path"))?;
+            if v == b'/' || v == b'\\' || v == 0 {
+                return Err(ApiError::bad_request("encoded '/', '\\' or NUL in path"));
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("path is not UTF-8"))
+}
+
+/// Reads one query parameter (first occurrence), `+` as space, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.trim_start_matches('?').split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| percent_decode(&v.replace('+', " ")).unwrap_or_default())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(slug: &str, p: Platform, rv: &str) -> Target {
+        Target { slug: slug.into(), platform: p, runtime_version: rv.into() }
+    }
+    const SHA: &str = "4dac9db3fa9ca072f7861fd916bf04bdceac6069d0f3a886f5e523d922e918f1";
+
+    #[test]
+    fn parses_every_route() {
+        assert_eq!(parse("GET", "/health").unwrap(), Route::Health);
+        assert_eq!(parse("GET", "/api/manifest").unwrap(), Route::Manifest);
+        assert_eq!(
+            parse("HEAD", &format!("/api/assets/demo-app/ios/1.0.3/{SHA}")).unwrap(),
+            Route::Asset { target: t("demo-app", Platform::Ios, "1.0.3"), sha256: SHA.into(), head: true }
+        );
+        assert_eq!(parse("POST", "/api/publish/demo-app").unwrap(), Route::PublishForm { slug: "demo-app".into() });
+        assert_eq!(parse("POST", "/api/publish/demo-app/android/2.0.0/prepare").unwrap(), Route::PublishPrepare { target: t("demo-app", Platform::Android, "2.0.0") });
+        assert_eq!(parse("POST", "/api/publish/demo-app/android/2.0.0/commit").unwrap(), Route::PublishCommit { target: t("demo-app", Platform::Android, "2.0.0") });
+        assert_eq!(
+            parse("PUT", &format!("/api/files/demo-app/ios/1.0.0%2Bb%281%29/{SHA}")).unwrap(),
+            Route::UploadFile { target: t("demo-app", Platform::Ios, "1.0.0+b(1)"), sha256: SHA.into() }
+        );
+        assert_eq!(parse("GET", "/api/updates").unwrap(), Route::ListUpdates);
+        assert_eq!(parse("DELETE", "/api/updates/demo-app/ios/1.0.3").unwrap(), Route::DeleteRuntime { target: t("demo-app", Platform::Ios, "1.0.3") });
+    }
+
+    #[test]
+    fn unknown_and_wrong_method() {
+        assert_eq!(parse("GET", "/nope").unwrap_err().status, 404);
+        assert_eq!(parse("GET", "/api/assets/demo-app/ios").unwrap_err().status, 404);
+        let e = parse("POST", "/api/manifest").unwrap_err();
+        assert_eq!((e.status, e.allow), (405, Some("GET, HEAD")));
+        assert_eq!(parse("GET", "/api/publish/demo-app").unwrap_err().allow, Some("POST"));
+        assert_eq!(parse("POST", "/api/updates/demo-app/ios/1").unwrap_err().allow, Some("DELETE"));
+    }
+
+    #[test]
+    fn hostile_segments_are_400() {
+        for p in [
+            format!("/api/assets/..%2F..%2Fother/ios/1/{SHA}"),
+            format!("/api/assets/demo-app/web/1/{SHA}"),
+            format!("/api/assets/demo-app/ios/..%5c/{SHA}"),
+            format!("/api/assets/demo-app/ios/../{SHA}"),
+            "/api/assets/demo-app/ios/1/not-a-hash".to_string(),
+            format!("/api/assets/demo-app/ios/1/{}", SHA.to_uppercase()),
+            format!("/api/assets/demo%00app/ios/1/{SHA}"),
+            format!("/api/assets/demo-app/ios/%zz/{SHA}"),
+            format!("/api/assets/demo-app/ios/%ff/{SHA}"),
+        ] {
+            assert_eq!(parse("GET", &p).unwrap_err().status, 400, "{p}");
+        }
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param("slug=demo-app&platform=ios", "platform").as_deref(), Some("ios"));
+        assert_eq!(query_param("?slug=a%2Db", "slug").as_deref(), Some("a-b"));
+        assert_eq!(query_param("slug=a", "x"), None);
+        assert_eq!(query_param("flag", "flag").as_deref(), Some(""));
+    }
+}

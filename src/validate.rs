@@ -1,0 +1,137 @@
+//! Validation of the names that become storage key segments. Each rule keeps `/`, `\`, `%`,
+//! control characters and `..` out, so a name can never reach another app's prefix.
+
+use crate::error::ApiError;
+
+pub const MAX_SLUG_LEN: usize = 64;
+pub const MAX_RUNTIME_VERSION_LEN: usize = 255;
+pub const MAX_CHANNEL_LEN: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Platform {
+    Ios,
+    Android,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 2] = [Platform::Ios, Platform::Android];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Ios => "ios",
+            Platform::Android => "android",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        match s {
+            "ios" => Ok(Platform::Ios),
+            "android" => Ok(Platform::Android),
+            _ => Err(ApiError::bad_request(format!("invalid platform {:?}: expected \"ios\" or \"android\"", truncate(s)))),
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Expo slugs: letters, digits, `-` and `_`.
+pub fn slug(s: &str) -> Result<&str, ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= MAX_SLUG_LEN
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if ok {
+        Ok(s)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid slug {:?}: use 1-{MAX_SLUG_LEN} letters, digits, '-' or '_'",
+            truncate(s)
+        )))
+    }
+}
+
+/// Expo's own runtimeVersion rule (`^[a-zA-Z\d][a-zA-Z\d._+()-]*$`, at most 255 characters).
+pub fn runtime_version(s: &str) -> Result<&str, ApiError> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_RUNTIME_VERSION_LEN
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || b"._+()-".contains(&c));
+    if ok {
+        Ok(s)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid runtimeVersion {:?}: must start with a letter or digit and contain only letters, digits and . _ + ( ) -",
+            truncate(s)
+        )))
+    }
+}
+
+/// Channel names (`expo-channel-name`): letters, digits, `.`, `_`, `-`, starting alphanumeric.
+pub fn channel(s: &str) -> Result<&str, ApiError> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_CHANNEL_LEN
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+    if ok {
+        Ok(s)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid channel {:?}: use 1-{MAX_CHANNEL_LEN} letters, digits, '.', '_' or '-'",
+            truncate(s)
+        )))
+    }
+}
+
+/// Keeps error messages short and printable when echoing hostile input.
+pub fn truncate(s: &str) -> String {
+    let mut out: String = s.chars().take(80).filter(|c| !c.is_control()).collect();
+    if s.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(slug("demo-app").is_ok());
+        assert!(slug("utility_app2").is_ok());
+        for bad in ["", "..", "a/b", "demo-app/../x", "a\\b", "a%2fb", "a.b", "a b", &"x".repeat(65)] {
+            let e = slug(bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn runtime_versions() {
+        for ok in ["1.0.3", "2.0.0", "exposdk:54.0.0".replace(':', "-").as_str(), "1.0.0+build(3)"] {
+            assert!(runtime_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "../x", "1.0/2", ".hidden", "1 0", "1.0\n", &"1".repeat(256)] {
+            assert!(runtime_version(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn platforms_and_channels() {
+        assert_eq!(Platform::parse("ios").unwrap(), Platform::Ios);
+        assert!(Platform::parse("web").is_err());
+        assert!(Platform::parse("IOS").is_err());
+        assert!(channel("production").is_ok());
+        assert!(channel("pr-12.preview").is_ok());
+        assert!(channel("../x").is_err());
+        assert!(channel("").is_err());
+    }
+
+    #[test]
+    fn truncate_strips_controls() {
+        assert_eq!(truncate("a\r\nb"), "ab");
+        assert_eq!(truncate(&"x".repeat(100)).chars().count(), 81);
+    }
+}

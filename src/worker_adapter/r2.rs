@@ -1,0 +1,111 @@
+//! [`ObjectStore`] on an R2 bucket binding.
+
+use super::internal;
+use crate::error::ApiError;
+use crate::store::{Condition, ListPage, ObjectMeta, ObjectStore, PutOptions};
+use worker::{Bucket, Conditional, Data, HttpMetadata, Include, Object};
+
+pub struct R2Store(pub Bucket);
+
+fn meta(o: &Object) -> ObjectMeta {
+    let sums = o.checksum();
+    ObjectMeta {
+        key: o.key(),
+        size: o.size(),
+        etag: o.etag(),
+        sha256: sums.sha256.and_then(|v| v.try_into().ok()),
+        md5: sums.md5.and_then(|v| v.try_into().ok()),
+        content_type: o.http_metadata().content_type,
+        custom: o.custom_metadata().map(|m| m.into_iter().collect()).unwrap_or_default(),
+    }
+}
+
+fn conditional(c: &Condition) -> Option<Conditional> {
+    match c {
+        Condition::None => None,
+        Condition::IfAbsent => Some(Conditional { etag_does_not_match: Some("*".into()), ..Default::default() }),
+        Condition::IfEtag(e) => Some(Conditional { etag_matches: Some(e.clone()), ..Default::default() }),
+    }
+}
+
+/// R2 rejects a body whose digest differs from the one given; that is the client's fault.
+fn put_error(e: worker::Error) -> ApiError {
+    let s = e.to_string();
+    let l = s.to_ascii_lowercase();
+    if l.contains("checksum") || l.contains("digest") || l.contains("did not match") || l.contains("bad digest") {
+        ApiError::unprocessable(format!("uploaded bytes do not match their digest: {s}"))
+    } else if l.contains("length") || l.contains("unexpected end") {
+        ApiError::bad_request(format!("body does not match its Content-Length: {s}"))
+    } else {
+        internal(s)
+    }
+}
+
+impl R2Store {
+    pub async fn put_stream(&self, key: &str, body: web_sys::ReadableStream, content_type: &str, sha256: [u8; 32], md5: Option<[u8; 16]>) -> Result<Object, ApiError> {
+        let mut b = self
+            .0
+            .put(key, Data::ReadableStream(body))
+            .http_metadata(HttpMetadata { content_type: Some(content_type.into()), ..Default::default() })
+            .sha256(sha256.to_vec());
+        if let Some(m) = md5 {
+            b = b.md5(m.to_vec());
+        }
+        b.execute().await.map_err(put_error)?.ok_or_else(|| ApiError::internal("R2 put returned nothing"))
+    }
+}
+
+impl ObjectStore for R2Store {
+    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, ApiError> {
+        let Some(o) = self.0.get(key).execute().await.map_err(internal)? else { return Ok(None) };
+        let bytes = match o.body() {
+            Some(b) => b.bytes().await.map_err(internal)?,
+            None => Vec::new(),
+        };
+        Ok(Some((meta(&o), bytes)))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError> {
+        Ok(self.0.head(key).await.map_err(internal)?.as_ref().map(meta))
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+        let mut b = self.0.put(key, Data::Bytes(body)).custom_metadata(opts.custom.into_iter().collect::<std::collections::HashMap<_, _>>());
+        if let Some(ct) = opts.content_type {
+            b = b.http_metadata(HttpMetadata { content_type: Some(ct), ..Default::default() });
+        }
+        if let Some(s) = opts.sha256 {
+            b = b.sha256(s.to_vec());
+        }
+        if let Some(m) = opts.md5 {
+            b = b.md5(m.to_vec());
+        }
+        if let Some(c) = conditional(&opts.condition) {
+            b = b.only_if(c);
+        }
+        Ok(b.execute().await.map_err(put_error)?.as_ref().map(meta))
+    }
+
+    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>) -> Result<ListPage, ApiError> {
+        let mut b = self.0.list().prefix(prefix).include(vec![Include::HttpMetadata, Include::CustomMetadata]);
+        if let Some(d) = delimiter {
+            b = b.delimiter(d);
+        }
+        if let Some(c) = cursor {
+            b = b.cursor(c);
+        }
+        let page = b.execute().await.map_err(internal)?;
+        Ok(ListPage {
+            objects: page.objects().iter().map(meta).collect(),
+            prefixes: page.delimited_prefixes(),
+            cursor: if page.truncated() { page.cursor() } else { None },
+        })
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.0.delete_multiple(keys.iter().map(String::as_str).collect()).await.map_err(internal)
+    }
+}
