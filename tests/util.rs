@@ -1,0 +1,423 @@
+//! Tiny harness for end-to-end tests: a real `wrangler dev` (workerd + on-disk R2) per test,
+//! the real publish CLI, and the client's parsing rules.
+#![allow(dead_code)]
+
+use expo_ota::{hash, id, multipart, time};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+static BUILD: Once = Once::new();
+
+/// Builds the Worker bundle and the CLI once per test binary (both are no-ops when fresh).
+fn ensure_built() {
+    BUILD.call_once(|| {
+        let ok = Command::new("bash").arg("scripts/build-worker.sh").current_dir(root()).stdout(Stdio::null()).status().expect("run build-worker.sh").success();
+        assert!(ok, "worker build failed");
+        let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "publish-cli"]).current_dir(root()).status().expect("cargo build").success();
+        assert!(ok, "publish-cli build failed");
+    });
+}
+
+pub struct Server {
+    pub base: String,
+    pub token: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+pub struct ServerOptions {
+    pub admin_token: Option<String>,
+    pub vars: Vec<(&'static str, String)>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { admin_token: Some(format!("test-{}", id::uuid_v4(rand16()))), vars: vec![] }
+    }
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(ServerOptions::default())
+    }
+
+    /// Runs wrangler dev from a config in a temp dir, so no developer `.dev.vars` leaks in and
+    /// each server has its own R2 directory and secrets.
+    pub fn start_with(opts: ServerOptions) -> Server {
+        ensure_built();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("wrangler.toml"), test_config(&opts.vars)).unwrap();
+        if let Some(t) = &opts.admin_token {
+            std::fs::write(dir.path().join(".dev.vars"), format!("ADMIN_TOKEN={t}\n")).unwrap();
+        }
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("wrangler.log")).unwrap();
+        let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
+        cmd.args(["dev", "--config"])
+            .arg(dir.path().join("wrangler.toml"))
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--persist-to"])
+            .arg(dir.path().join("state"))
+            .args(["--log-level", "log", "--show-interactive-dev-session=false"])
+            .current_dir(dir.path())
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn wrangler (run `npm ci` first)");
+        let mut server = Server { base: format!("http://127.0.0.1:{port}"), token: opts.admin_token.unwrap_or_default(), child, dir };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("wrangler exited ({status}):\n{}", self.log());
+            }
+            if let Ok(r) = ureq::get(&format!("{}/health", self.base)).timeout(Duration::from_secs(2)).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("wrangler dev did not become ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("wrangler.log")).unwrap_or_default()
+    }
+
+    /// The simulated R2 bucket's objects, as miniflare's blob files (every stored object,
+    /// record or pointer is one; a write adds one, a delete removes one). Equal fingerprints
+    /// mean nothing was written or deleted.
+    pub fn state_fingerprint(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let r2 = self.dir.path().join("state/v3/r2");
+        for bucket in std::fs::read_dir(&r2).into_iter().flatten().flatten() {
+            for blob in std::fs::read_dir(bucket.path().join("blobs")).into_iter().flatten().flatten() {
+                out.push(blob.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn auth(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// Runs the real CLI against this server; `--server` and `--auth-token` are added.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        full.insert(1, "--server".into());
+        full.insert(2, self.base.clone());
+        if !self.token.is_empty() {
+            full.insert(3, "--auth-token".into());
+            full.insert(4, self.token.clone());
+        }
+        run_cli(&full)
+    }
+
+    pub fn publish(&self, slug: &str, fixture_name: &str, extra: &[&str]) -> Value {
+        let dir = fixture(fixture_name);
+        let mut args = vec!["publish", "--slug", slug, "--export-dir", dir.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(out.ok, "publish failed: {}\n{}", out.stderr, self.log());
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("CLI --json output is not JSON ({e}): {}", out.stdout))
+    }
+
+    /// A manifest check as the client sends it (protocol 1 unless overridden).
+    pub fn check(&self, slug: &str, platform: &str, rv: &str, extra: &[(&str, &str)]) -> Reply {
+        let mut h = vec![
+            ("accept", "multipart/mixed,application/expo+json,application/json"),
+            ("expo-platform", platform),
+            ("expo-runtime-version", rv),
+            ("expo-protocol-version", "1"),
+        ];
+        for (k, v) in extra {
+            h.retain(|(hk, _)| hk != k);
+            h.push((k, v));
+        }
+        http("GET", &self.url(&format!("/api/manifest?slug={slug}")), &h, None)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The group holds node and workerd; killing node alone leaves workerd running.
+        let pgid = self.child.id() as i32;
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn test_config(vars: &[(&str, String)]) -> String {
+    let src = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+    let main = root().join("build/worker/shim.mjs");
+    let mut out = String::new();
+    let mut in_build = false;
+    for line in src.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_build = t == "[build]";
+        }
+        if in_build {
+            continue;
+        }
+        if t.starts_with("main = ") {
+            out.push_str(&format!("main = {:?}\n", main.display().to_string()));
+            continue;
+        }
+        if let Some((k, _)) = vars.iter().find(|(k, _)| t.starts_with(&format!("{k} = "))) {
+            let v = &vars.iter().find(|(kk, _)| kk == k).unwrap().1;
+            out.push_str(&format!("{k} = {v:?}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn rand16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    b
+}
+
+pub struct CliOutput {
+    pub ok: bool,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn cli_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    target.join("debug/publish-cli")
+}
+
+pub fn run_cli(args: &[String]) -> CliOutput {
+    ensure_built();
+    let out = Command::new(cli_path()).args(args).env_remove("EXPO_UPDATES_AUTH_TOKEN").stdin(Stdio::null()).output().expect("run publish-cli");
+    CliOutput {
+        ok: out.status.success(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// A JSON error body with the given status.
+    pub fn assert_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        assert!(self.header("content-type").unwrap_or("").starts_with("application/json"), "{:?}", self.headers);
+        self.json()["error"].as_str().expect("error field").to_string()
+    }
+    pub fn parts(&self) -> Vec<multipart::ParsedPart> {
+        multipart::parse(self.header("content-type").expect("content-type"), &self.body).unwrap_or_else(|e| panic!("bad multipart ({e}): {}", self.text()))
+    }
+    pub fn part(&self, name: &str) -> Option<multipart::ParsedPart> {
+        self.parts().into_iter().find(|p| p.name().as_deref() == Some(name))
+    }
+    /// The manifest of a 200 update response, checked against the client's rules.
+    pub fn manifest(&self) -> Value {
+        assert_eq!(self.status, 200, "{}", self.text());
+        let part = self.part("manifest").unwrap_or_else(|| panic!("no manifest part: {}", self.text()));
+        let ext = self.part("extensions").expect("extensions part");
+        let ext: Value = serde_json::from_slice(&ext.body).unwrap();
+        assert!(ext["assetRequestHeaders"].is_object(), "extensions.assetRequestHeaders must be an object");
+        let m: Value = serde_json::from_slice(&part.body).expect("manifest part is JSON");
+        assert_client_accepts(&m);
+        m
+    }
+    /// The directive type of a 200 directive response.
+    pub fn directive(&self) -> Value {
+        assert_eq!(self.status, 200, "{}", self.text());
+        assert_eq!(self.header("expo-protocol-version"), Some("1"));
+        let d = self.part("directive").unwrap_or_else(|| panic!("no directive part: {}", self.text()));
+        assert!(self.part("manifest").is_none());
+        serde_json::from_slice(&d.body).unwrap()
+    }
+}
+
+/// The rules SDK 54/55 clients enforce on a manifest (protocol notes §4 and §9).
+pub fn assert_client_accepts(m: &Value) {
+    assert_no_nulls(m, "manifest");
+    let id = m["id"].as_str().expect("id string");
+    assert!(id::is_canonical_uuid(id), "id {id}");
+    let created = m["createdAt"].as_str().expect("createdAt string");
+    assert!(time::parse_millis(created).is_some(), "createdAt {created}");
+    assert!(m["runtimeVersion"].is_string());
+    assert!(m["metadata"].is_object() && m["extra"].is_object());
+    let check_asset = |a: &Value, launch: bool| {
+        for f in ["key", "url", "hash", "fileExtension"] {
+            assert!(a[f].is_string(), "asset field {f} missing: {a}");
+        }
+        let url = a["url"].as_str().unwrap();
+        assert!(url.starts_with("http://") || url.starts_with("https://"), "url must be absolute: {url}");
+        let ext = a["fileExtension"].as_str().unwrap();
+        assert!(ext.starts_with('.'), "fileExtension {ext}");
+        if launch {
+            assert_eq!(ext, ".bundle");
+        }
+        assert!(hash::parse_sha256_base64url(a["hash"].as_str().unwrap()).is_some(), "hash must be unpadded base64url sha256: {a}");
+    };
+    check_asset(&m["launchAsset"], true);
+    for a in m["assets"].as_array().expect("assets array") {
+        check_asset(a, false);
+    }
+}
+
+fn assert_no_nulls(v: &Value, at: &str) {
+    match v {
+        Value::Null => panic!("JSON null at {at}"),
+        Value::Object(o) => o.iter().for_each(|(k, v)| assert_no_nulls(v, &format!("{at}.{k}"))),
+        Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| assert_no_nulls(v, &format!("{at}[{i}]"))),
+        _ => {}
+    }
+}
+
+/// Downloads every asset of a manifest as the client does and checks hash and key.
+pub fn download_and_verify_assets(m: &Value) -> u64 {
+    let mut total = 0;
+    for a in std::iter::once(&m["launchAsset"]).chain(m["assets"].as_array().unwrap()) {
+        let r = http("GET", a["url"].as_str().unwrap(), &[("expo-platform", "ios")], None);
+        assert_eq!(r.status, 200, "{}", a["url"]);
+        assert_eq!(r.header("cache-control"), Some("public, max-age=31536000, immutable"));
+        assert!(r.header("etag").is_some());
+        let d = hash::Digests::of(&r.body);
+        assert_eq!(d.sha256_base64url(), a["hash"].as_str().unwrap(), "hash of {}", a["url"]);
+        assert_eq!(d.md5_hex(), a["key"].as_str().unwrap(), "key of {}", a["url"]);
+        assert_eq!(r.header("content-type"), a["contentType"].as_str(), "content-type of {}", a["url"]);
+        total += r.body.len() as u64;
+    }
+    total
+}
+
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(60));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let res = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let headers = resp.headers_names().into_iter().map(|n| (n.clone(), resp.header(&n).unwrap_or("").to_string())).collect();
+    let mut body = Vec::new();
+    resp.into_reader().take(256 << 20).read_to_end(&mut body).unwrap();
+    Reply { status, headers, body }
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// A multipart/form-data body as curl -F would send it.
+pub fn form_body(fields: &[(String, Vec<u8>)]) -> (String, Vec<u8>) {
+    let boundary = format!("------------------------{}", &hash::hex(&rand16())[..16]);
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Every file of an export as curl-style form fields: metadata.json, expoConfig.json, then
+/// one field per export path.
+pub fn export_fields(fixture_name: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = fixture(fixture_name);
+    let mut fields = vec![("metadata.json".to_string(), read(&dir.join("metadata.json"))), ("expoConfig.json".to_string(), read(&dir.join("expoConfig.json")))];
+    let mut stack = vec![dir.join("_expo"), dir.join("assets")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                fields.push((p.strip_prefix(&dir).unwrap().display().to_string(), read(&p)));
+            }
+        }
+    }
+    fields
+}
+
+impl Server {
+    pub fn post_form(&self, slug: &str, fields: &[(String, Vec<u8>)], extra: &[(&str, &str)]) -> Reply {
+        let (ct, body) = form_body(fields);
+        let auth = self.auth();
+        let mut h = vec![("authorization", auth.as_str()), ("content-type", ct.as_str())];
+        h.extend_from_slice(extra);
+        http("POST", &self.url(&format!("/api/publish/{slug}")), &h, Some(&body))
+    }
+
+    pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let auth = self.auth();
+        let b = body.map(|v| v.to_string().into_bytes());
+        http(method, &self.url(path), &[("authorization", auth.as_str()), ("content-type", "application/json")], b.as_deref())
+    }
+}
