@@ -189,10 +189,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Collapses a parse into `(name, filename, bytes)` triples; for tests and small bodies.
-pub fn parse_all(boundary: &str, body: &[u8], chunk: usize) -> Result<Vec<(String, Option<String>, Vec<u8>)>, String> {
+/// A whole field: `(name, filename, bytes)`.
+pub type Field = (String, Option<String>, Vec<u8>);
+
+/// Collapses a parse into whole fields; for tests and small bodies.
+pub fn parse_all(boundary: &str, body: &[u8], chunk: usize) -> Result<Vec<Field>, String> {
     let mut p = Parser::new(boundary);
-    let mut out: Vec<(String, Option<String>, Vec<u8>)> = Vec::new();
+    let mut out: Vec<Field> = Vec::new();
     for c in body.chunks(chunk.max(1)) {
         for e in p.feed(c)? {
             match e {

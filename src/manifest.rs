@@ -54,7 +54,7 @@ pub struct ManifestInput<'a> {
     pub assets: Vec<FileEntry>,
     pub metadata: BTreeMap<String, String>,
     pub expo_client: Option<Map<String, Value>>,
-    /// `<origin>/api/assets/<slug>/<platform>/<runtimeVersion>`; a file's URL is this + `/<sha256 hex>`.
+    /// `<origin>/api/assets/<slug>/<platform>/<runtimeVersion>`; see [`asset_url`].
     pub asset_base_url: &'a str,
 }
 
@@ -66,7 +66,7 @@ pub fn build(input: ManifestInput<'_>) -> Manifest {
         key: f.digests.md5_hex(),
         file_extension: format!(".{ext}"),
         content_type: content_type.to_string(),
-        url: format!("{}/{}", input.asset_base_url, f.digests.sha256_hex()),
+        url: asset_url(input.asset_base_url, &f.digests.sha256, ext),
     };
     let mut seen = BTreeSet::new();
     let assets = input
@@ -85,6 +85,12 @@ pub fn build(input: ManifestInput<'_>) -> Manifest {
         metadata: input.metadata,
         extra: Extra { expo_client: input.expo_client },
     }
+}
+
+/// `<base>/<sha256 hex>.<ext>`: the extension in the URL decides the served content type, so
+/// the same bytes can be a `.png` in one update and a `.jpg` in another without conflict.
+pub fn asset_url(base: &str, sha256: &[u8; 32], ext: &str) -> String {
+    format!("{base}/{}.{ext}", hash::hex(sha256))
 }
 
 impl Manifest {
@@ -152,11 +158,12 @@ pub fn validate_published(body: &str, runtime_version: &str, asset_base_url: &st
         if !ext_ok || (i == 0 && a.file_extension != ".bundle") {
             return Err(bad(format!("{what}.fileExtension {:?} is invalid", validate::truncate(&a.file_extension))));
         }
-        let ct_ok = !a.content_type.is_empty() && a.content_type.len() <= 100 && a.content_type.bytes().all(|c| c.is_ascii_graphic() || c == b' ');
-        if !ct_ok {
-            return Err(bad(format!("{what}.contentType is invalid")));
+        let ext = &a.file_extension[1..];
+        let expected_type = if i == 0 { "application/javascript" } else { content_type_for_ext(ext) };
+        if a.content_type != expected_type {
+            return Err(bad(format!("{what}.contentType must be {expected_type} for {}", a.file_extension)));
         }
-        let expected_url = format!("{asset_base_url}/{}", hash::hex(&sha));
+        let expected_url = asset_url(asset_base_url, &sha, ext);
         if a.url != expected_url {
             return Err(bad(format!("{what}.url must be {expected_url}")));
         }
@@ -219,7 +226,7 @@ mod tests {
         assert_eq!(la["contentType"], "application/javascript");
         assert_eq!(la["key"], Digests::of(b"bundle bytes").md5_hex());
         assert_eq!(la["hash"], Digests::of(b"bundle bytes").sha256_base64url());
-        assert_eq!(la["url"], format!("{BASE}/{}", Digests::of(b"bundle bytes").sha256_hex()));
+        assert_eq!(la["url"], format!("{BASE}/{}.bundle", Digests::of(b"bundle bytes").sha256_hex()));
         // Duplicate content is listed once.
         let assets = v["assets"].as_array().unwrap();
         assert_eq!(assets.len(), 2);
@@ -227,7 +234,9 @@ mod tests {
             for f in ["key", "hash", "fileExtension", "contentType", "url"] {
                 assert!(a[f].is_string(), "{f}");
             }
-            assert!(a["url"].as_str().unwrap().starts_with("https://"));
+            let url = a["url"].as_str().unwrap();
+            assert!(url.starts_with("https://"));
+            assert!(url.ends_with(a["fileExtension"].as_str().unwrap()), "{url}");
             assert!(a["fileExtension"].as_str().unwrap().starts_with('.'));
         }
         assert_eq!(v["metadata"], serde_json::json!({}));
@@ -260,6 +269,7 @@ mod tests {
             (good.replace(BASE, "https://evil.example.com/x"), "url"),
             (good.replace("\"id\":\"", "\"id\":\"A"), "id"),
             (good.replacen(".bundle", ".js", 1), "fileExtension"),
+            (good.replacen("font/ttf", "image/png", 1), "contentType"),
             (good.replace("}", ",\"x\":null}"), "valid manifest"),
         ];
         for (body, what) in cases {

@@ -10,8 +10,8 @@ pub enum Route {
     Health,
     /// `GET /api/manifest?slug=…` — what app.json `updates.url` points at.
     Manifest,
-    /// `GET|HEAD /api/assets/:slug/:platform/:runtimeVersion/:sha256`
-    Asset { target: Target, sha256: String, head: bool },
+    /// `GET|HEAD /api/assets/:slug/:platform/:runtimeVersion/:sha256.:ext`
+    Asset { target: Target, sha256: String, ext: Option<String>, head: bool },
     /// `POST /api/publish/:slug` — single-request publish (multipart/form-data).
     PublishForm { slug: String },
     /// `POST /api/publish/:slug/:platform/:runtimeVersion/prepare` — which files are missing.
@@ -62,9 +62,14 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
     match segs.as_slice() {
         ["health"] => allow("GET, HEAD").map(|_| Route::Health),
         ["api", "manifest"] => allow("GET, HEAD").map(|_| Route::Manifest),
-        ["api", "assets", slug, platform, rv, hash] => {
+        ["api", "assets", slug, platform, rv, file] => {
             allow("GET, HEAD")?;
-            Ok(Route::Asset { target: target(slug, platform, rv)?, sha256: sha(hash)?, head: method == "HEAD" })
+            let (hash, ext) = match file.split_once('.') {
+                Some((h, e)) if !e.is_empty() && e.len() <= 16 && e.bytes().all(|c| c.is_ascii_alphanumeric()) => (h, Some(e.to_string())),
+                Some(_) => return Err(ApiError::bad_request("invalid asset file extension")),
+                None => (*file, None),
+            };
+            Ok(Route::Asset { target: target(slug, platform, rv)?, sha256: sha(hash)?, ext, head: method == "HEAD" })
         }
         ["api", "publish", slug] => {
             allow("POST")?;
@@ -136,8 +141,12 @@ mod tests {
         assert_eq!(parse("GET", "/health").unwrap(), Route::Health);
         assert_eq!(parse("GET", "/api/manifest").unwrap(), Route::Manifest);
         assert_eq!(
-            parse("HEAD", &format!("/api/assets/demo-app/ios/1.0.3/{SHA}")).unwrap(),
-            Route::Asset { target: t("demo-app", Platform::Ios, "1.0.3"), sha256: SHA.into(), head: true }
+            parse("HEAD", &format!("/api/assets/demo-app/ios/1.0.3/{SHA}.png")).unwrap(),
+            Route::Asset { target: t("demo-app", Platform::Ios, "1.0.3"), sha256: SHA.into(), ext: Some("png".into()), head: true }
+        );
+        assert_eq!(
+            parse("GET", &format!("/api/assets/demo-app/ios/1.0.3/{SHA}")).unwrap(),
+            Route::Asset { target: t("demo-app", Platform::Ios, "1.0.3"), sha256: SHA.into(), ext: None, head: false }
         );
         assert_eq!(parse("POST", "/api/publish/demo-app").unwrap(), Route::PublishForm { slug: "demo-app".into() });
         assert_eq!(parse("POST", "/api/publish/demo-app/android/2.0.0/prepare").unwrap(), Route::PublishPrepare { target: t("demo-app", Platform::Android, "2.0.0") });
@@ -168,6 +177,9 @@ mod tests {
             format!("/api/assets/demo-app/ios/..%5c/{SHA}"),
             format!("/api/assets/demo-app/ios/../{SHA}"),
             "/api/assets/demo-app/ios/1/not-a-hash".to_string(),
+            format!("/api/assets/demo-app/ios/1/{SHA}.p%2Fng"),
+            format!("/api/assets/demo-app/ios/1/{SHA}."),
+            format!("/api/assets/demo-app/ios/1/{SHA}.png%0d%0aX-Injected:1"),
             format!("/api/assets/demo-app/ios/1/{}", SHA.to_uppercase()),
             format!("/api/assets/demo%00app/ios/1/{SHA}"),
             format!("/api/assets/demo-app/ios/%zz/{SHA}"),

@@ -40,7 +40,7 @@ fn empty_server_answers_directives_and_json_errors() {
     r.assert_error(405);
     assert_eq!(r.header("allow"), Some("GET, HEAD"));
     let sha = "0".repeat(64);
-    http("GET", &s.url(&format!("/api/assets/demo-app/ios/1.0.3/{sha}")), &[], None).assert_error(404);
+    http("GET", &s.url(&format!("/api/assets/demo-app/ios/1.0.3/{sha}.png")), &[], None).assert_error(404);
     assert_eq!(http("HEAD", &s.url(&format!("/api/assets/demo-app/ios/1.0.3/{sha}")), &[], None).status, 404);
     http("GET", &s.url("/api/assets/demo-app/ios/1.0.3/nothex"), &[], None).assert_error(400);
 }

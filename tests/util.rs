@@ -23,8 +23,8 @@ static BUILD: Once = Once::new();
 /// Builds the Worker bundle and the CLI once per test binary (both are no-ops when fresh).
 fn ensure_built() {
     BUILD.call_once(|| {
-        let ok = Command::new("bash").arg("scripts/build-worker.sh").current_dir(root()).stdout(Stdio::null()).status().expect("run build-worker.sh").success();
-        assert!(ok, "worker build failed");
+        let out = Command::new("bash").arg("scripts/build-worker.sh").current_dir(root()).output().expect("run build-worker.sh");
+        assert!(out.status.success(), "worker build failed:\n{}", String::from_utf8_lossy(&out.stderr));
         let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "publish-cli"]).current_dir(root()).status().expect("cargo build").success();
         assert!(ok, "publish-cli build failed");
     });
@@ -67,7 +67,7 @@ impl Server {
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
         cmd.args(["dev", "--config"])
             .arg(dir.path().join("wrangler.toml"))
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--persist-to"])
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string(), "--persist-to"])
             .arg(dir.path().join("state"))
             .args(["--log-level", "log", "--show-interactive-dev-session=false"])
             .current_dir(dir.path())
@@ -103,19 +103,19 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("wrangler.log")).unwrap_or_default()
     }
 
-    /// The simulated R2 bucket's objects, as miniflare's blob files (every stored object,
-    /// record or pointer is one; a write adds one, a delete removes one). Equal fingerprints
-    /// mean nothing was written or deleted.
+    /// Every object in the simulated R2 bucket as `(key, etag)`, read from miniflare's object
+    /// table. Equal fingerprints mean nothing was written or deleted.
     pub fn state_fingerprint(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let r2 = self.dir.path().join("state/v3/r2");
-        for bucket in std::fs::read_dir(&r2).into_iter().flatten().flatten() {
-            for blob in std::fs::read_dir(bucket.path().join("blobs")).into_iter().flatten().flatten() {
-                out.push(blob.file_name().to_string_lossy().into_owned());
-            }
-        }
-        out.sort();
-        out
+        let dir = self.dir.path().join("state/v3/r2/miniflare-R2BucketObject");
+        let script = concat!(
+            "import sqlite3, sys, glob\n",
+            "for f in sorted(glob.glob(sys.argv[1] + '/*.sqlite')):\n",
+            "    if not f.endswith('metadata.sqlite'):\n",
+            "        for k, e in sqlite3.connect(f).execute('select key, etag from _mf_objects order by key'): print(k, e)\n",
+        );
+        let out = Command::new("python3").args(["-c", script]).arg(&dir).output().expect("python3 reads miniflare's sqlite");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
     }
 
     pub fn url(&self, path: &str) -> String {

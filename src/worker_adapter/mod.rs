@@ -55,7 +55,7 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
             console_log!("{}", check::log_line(&mreq, &outcome));
             reply_api(check::respond(&mreq, &outcome))
         }
-        Route::Asset { target, sha256, head } => asset(&req, &store, &target, &sha256, head).await,
+        Route::Asset { target, sha256, ext, head } => asset(&req, &store, &target, &sha256, ext.as_deref(), head).await,
         Route::PublishPrepare { target } => {
             let body: PrepareRequest = read_json(&mut req, 1 << 20).await?;
             json(200, &service::prepare(&store, &target, &body, &ctx).await?)
@@ -75,12 +75,16 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
 }
 
 /// Streams a stored file from R2 straight to the client (the body never enters wasm).
-async fn asset(req: &Request, store: &R2Store, t: &Target, sha256: &str, head_only: bool) -> std::result::Result<Response, ApiError> {
+/// The URL's extension decides the content type (see `manifest::asset_url`).
+async fn asset(req: &Request, store: &R2Store, t: &Target, sha256: &str, ext: Option<&str>, head_only: bool) -> std::result::Result<Response, ApiError> {
     let key = t.file_key(sha256);
     let not_found = || ApiError::not_found(format!("no asset {sha256} for {} {} runtimeVersion {}", t.slug, t.platform, t.runtime_version));
     let headers = |obj: &Object| -> std::result::Result<Headers, ApiError> {
         let h = Headers::new();
-        let ct = obj.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into());
+        let ct = match ext {
+            Some(e) => crate::export::content_type_for_ext(e).to_string(),
+            None => obj.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into()),
+        };
         let set = |k: &str, v: &str| h.set(k, v).map_err(internal);
         set("content-type", &ct)?;
         set("etag", &obj.http_etag())?;

@@ -1,0 +1,243 @@
+//! The deploy API used by the CLI (prepare → upload → commit), driven directly so each failure
+//! can be provoked: auth, limits, digest mismatches, unverifiable manifests, and atomicity.
+
+mod util;
+
+use expo_ota::hash::Digests;
+use expo_ota::manifest::{self, FileEntry, ManifestInput};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use util::*;
+
+/// One platform of an export, as (export path, bytes, ext).
+fn platform_files(fixture_name: &str, platform: &str) -> Vec<(String, Vec<u8>, String)> {
+    let dir = fixture(fixture_name);
+    let meta: Value = serde_json::from_slice(&read(&dir.join("metadata.json"))).unwrap();
+    let p = &meta["fileMetadata"][platform];
+    let bundle = p["bundle"].as_str().unwrap().to_string();
+    let mut out = vec![(bundle.clone(), read(&dir.join(&bundle)), "bundle".to_string())];
+    for a in p["assets"].as_array().unwrap() {
+        let path = a["path"].as_str().unwrap().to_string();
+        out.push((path.clone(), read(&dir.join(&path)), a["ext"].as_str().unwrap().to_string()));
+    }
+    out
+}
+
+fn upload(s: &Server, prefix: &str, bytes: &[u8], ext: &str) -> Reply {
+    let d = Digests::of(bytes);
+    let auth = s.auth();
+    let md5 = d.md5_hex();
+    let ct = expo_ota::export::content_type_for_ext(ext);
+    http("PUT", &s.url(&format!("/api/files/{prefix}/{}", d.sha256_hex())), &[("authorization", &auth), ("content-type", ct), ("x-content-md5", &md5)], Some(bytes))
+}
+
+fn render(files: &[(String, Vec<u8>, String)], base: &str, created_ms: u64) -> String {
+    let entry = |(_, b, e): &(String, Vec<u8>, String)| FileEntry { digests: Digests::of(b), ext: e.clone() };
+    manifest::build(ManifestInput {
+        id: expo_ota::id::uuid_v4(rand16()),
+        created_at_ms: created_ms,
+        runtime_version: "1.0.3",
+        launch_asset: entry(&files[0]),
+        assets: files[1..].iter().map(entry).collect(),
+        metadata: BTreeMap::new(),
+        expo_client: None,
+        asset_base_url: base,
+    })
+    .render()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[test]
+fn deploy_routes_need_the_admin_token() {
+    let s = Server::start();
+    let sha = "a".repeat(64);
+    let cases = [
+        ("POST", "/api/publish/demo-app/ios/1.0.3/prepare".to_string()),
+        ("PUT", format!("/api/files/demo-app/ios/1.0.3/{sha}")),
+        ("POST", "/api/publish/demo-app/ios/1.0.3/commit".to_string()),
+        ("POST", "/api/publish/demo-app".to_string()),
+        ("GET", "/api/updates?slug=demo-app".to_string()),
+        ("DELETE", "/api/updates/demo-app/ios/1.0.3".to_string()),
+    ];
+    for (m, p) in &cases {
+        let body = (*m != "GET" && *m != "DELETE").then_some(&b"{}"[..]);
+        http(m, &s.url(p), &[], body).assert_error(401);
+        let e = http(m, &s.url(p), &[("authorization", "Bearer wrong")], body).assert_error(401);
+        assert!(!e.contains(&s.token), "token must never be echoed");
+    }
+    // Reads stay public.
+    assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).status, 200);
+
+    // Without the secret, deploy operations are refused, never open.
+    let open = Server::start_with(ServerOptions { admin_token: None, vars: vec![] });
+    for (m, p) in &cases {
+        let e = http(m, &open.url(p), &[("authorization", "Bearer ")], None).assert_error(503);
+        assert!(e.contains("ADMIN_TOKEN"), "{e}");
+    }
+}
+
+#[test]
+fn uploads_are_verified_and_limited() {
+    let s = Server::start_with(ServerOptions { vars: vec![("MAX_FILE_BYTES", "100000".into())], ..Default::default() });
+    let auth = s.auth();
+    let before = s.state_fingerprint();
+    let data = read(&fixture("demo-app-v1/assets/ed702552983a8eec95c8d7f1252a4473"));
+    let d = Digests::of(&data);
+
+    // Bytes that do not match the SHA-256 in the URL: R2 refuses them.
+    let wrong = Digests::of(b"something else").sha256_hex();
+    let e = http("PUT", &s.url(&format!("/api/files/demo-app/ios/1.0.3/{wrong}")), &[("authorization", &auth)], Some(&data)).assert_error(422);
+    assert!(e.to_lowercase().contains("digest") || e.contains("SHA-256"), "{e}");
+    // A lying MD5.
+    let bad_md5 = Digests::of(b"x").md5_hex();
+    http("PUT", &s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex())), &[("authorization", &auth), ("x-content-md5", &bad_md5)], Some(&data)).assert_error(422);
+    http("PUT", &s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex())), &[("authorization", &auth), ("x-content-md5", "zz")], Some(&data)).assert_error(400);
+    // Over MAX_FILE_BYTES: refused from Content-Length alone.
+    let big = read(&fixture("demo-app-v1/assets/85bb2d0ec4a0da159de42e89089ccc0b"));
+    let e = upload(&s, "demo-app/ios/1.0.3", &big, "ttf").assert_error(413);
+    assert!(e.contains("MAX_FILE_BYTES"), "{e}");
+    // No Content-Length (chunked): 411.
+    let url = s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex()));
+    let r = ureq::put(&url).set("authorization", &auth).send(std::io::Cursor::new(data.clone()));
+    let status = match r {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(c, _)) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 411);
+    // Hostile targets.
+    upload(&s, "demo-app/web/1.0.3", &data, "png").assert_error(400);
+    upload(&s, "..%2Fother/ios/1.0.3", &data, "png").assert_error(400);
+    upload(&s, "demo-app/ios/..", &data, "png").assert_error(404);
+    assert_eq!(s.state_fingerprint(), before, "rejected uploads must store nothing");
+
+    // A good upload stores once; the second is a no-op.
+    let r = upload(&s, "demo-app/ios/1.0.3", &data, "png");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["stored"], true);
+    let after_first = s.state_fingerprint();
+    let r = upload(&s, "demo-app/ios/1.0.3", &data, "png");
+    assert_eq!((r.status, r.json()["stored"].clone()), (200, json!(false)));
+    assert_eq!(s.state_fingerprint(), after_first, "content-addressed files are never rewritten");
+}
+
+#[test]
+fn commit_verifies_everything_and_is_atomic() {
+    let s = Server::start();
+    let prefix = "demo-app/ios/1.0.3";
+    let v1 = platform_files("demo-app-v1", "ios");
+    let prep = s.api("POST", &format!("/api/publish/{prefix}/prepare"), Some(&json!({"files": v1.iter().map(|(_, b, _)| Digests::of(b).sha256_hex()).collect::<Vec<_>>()})));
+    assert_eq!(prep.status, 200, "{}", prep.text());
+    let base = prep.json()["assetBaseUrl"].as_str().unwrap().to_string();
+    assert_eq!(prep.json()["missing"].as_array().unwrap().len(), 7);
+    assert!(prep.json().get("latestCreatedAt").is_none());
+
+    // Committing before the files are there names what is missing, and publishes nothing.
+    let body = render(&v1, &base, now_ms());
+    let e = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body}))).assert_error(422);
+    assert!(e.contains("not uploaded"), "{e}");
+    assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
+
+    for (_, b, e) in &v1 {
+        assert_eq!(upload(&s, prefix, b, e).status, 201);
+    }
+    let prep = s.api("POST", &format!("/api/publish/{prefix}/prepare"), Some(&json!({"files": v1.iter().map(|(_, b, _)| Digests::of(b).sha256_hex()).collect::<Vec<_>>()})));
+    assert!(prep.json()["missing"].as_array().unwrap().is_empty());
+
+    // Tampered manifests are refused.
+    let bad = [
+        body.replace(&base, "https://evil.example.com/x"),
+        body.replace("\"createdAt\":\"", "\"createdAt\": \""),
+        body.replacen("\"runtimeVersion\":\"1.0.3\"", "\"runtimeVersion\":\"9.9.9\"", 1),
+        render(&v1, &base, now_ms() + 24 * 3600 * 1000),
+        "{}".to_string(),
+    ];
+    for b in &bad {
+        s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": b}))).assert_error(422);
+    }
+    // An asset whose key is not its MD5.
+    let forged = body.replacen("\"key\":\"", "\"key\":\"0", 1).replacen("\"key\":\"0", "\"key\":\"", 0);
+    let v: Value = serde_json::from_str(&forged).unwrap();
+    let real_key = v["assets"][0]["key"].as_str().unwrap().to_string();
+    let forged = body.replace(&real_key, &"0".repeat(32));
+    let e = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": forged}))).assert_error(422);
+    assert!(e.contains("MD5"), "{e}");
+    s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body, "channel": "../prod"}))).assert_error(400);
+    http("POST", &s.url(&format!("/api/publish/{prefix}/commit")), &[("authorization", &s.auth())], Some(b"{not json")).assert_error(400);
+    assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
+
+    // The real commit.
+    let r = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body, "message": "first"})));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let first = r.json();
+    let served = s.check("demo-app", "ios", "1.0.3", &[]);
+    assert_eq!(served.part("manifest").unwrap().body, body.as_bytes(), "served bytes are the committed bytes");
+
+    // The same id twice, or an older createdAt: 409, and v1 stays served.
+    s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body}))).assert_error(409);
+    let older = render(&v1, &base, now_ms() - 60_000);
+    let e = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": older}))).assert_error(409);
+    assert!(e.contains("strictly newer"), "{e}");
+
+    // v2 half uploaded (the bundle never arrives): v1 is still served, intact.
+    let v2 = platform_files("demo-app-v2", "ios");
+    for (_, b, e) in &v2[1..] {
+        assert!(matches!(upload(&s, prefix, b, e).status, 200 | 201));
+    }
+    let v2_body = render(&v2, &base, now_ms());
+    s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": v2_body}))).assert_error(422);
+    let m = s.check("demo-app", "ios", "1.0.3", &[]).manifest();
+    assert_eq!(m["id"], first["id"]);
+    download_and_verify_assets(&m);
+
+    // Finish v2: it becomes current with a later createdAt.
+    assert_eq!(upload(&s, prefix, &v2[0].1, "bundle").status, 201);
+    let r = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": v2_body})));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let m2 = s.check("demo-app", "ios", "1.0.3", &[]).manifest();
+    assert_ne!(m2["id"], first["id"]);
+    assert!(m2["createdAt"].as_str().unwrap() > first["createdAt"].as_str().unwrap());
+    // Files of v1 are still downloadable: URLs never change content.
+    download_and_verify_assets(&m);
+}
+
+#[test]
+fn list_and_delete_runtime() {
+    let s = Server::start();
+    assert_eq!(s.post_form("demo-app", &export_fields("demo-app-v1"), &[]).status, 201);
+    assert_eq!(s.post_form("demo-app", &export_fields("demo-app-v2"), &[]).status, 201);
+    assert_eq!(s.post_form("utility-app", &export_fields("utility-app-v1"), &[]).status, 201);
+
+    let list = s.api("GET", "/api/updates?slug=demo-app", None).json();
+    let runtimes = list["runtimes"].as_array().unwrap();
+    assert_eq!(runtimes.len(), 2, "{list}");
+    for rt in runtimes {
+        assert_eq!(rt["runtimeVersion"], "1.0.3");
+        let ups = rt["updates"].as_array().unwrap();
+        assert_eq!(ups.len(), 2);
+        assert!(ups[0]["createdAt"].as_str() > ups[1]["createdAt"].as_str(), "newest first");
+        assert_eq!((ups[0]["current"].as_bool(), ups[1]["current"].as_bool()), (Some(true), Some(false)));
+        assert_eq!(ups[0]["fileCount"], 7);
+        assert!(ups[0]["launchAssetBytes"].as_u64().unwrap() > 1_000_000);
+        assert!(ups[0]["totalBytes"].as_u64().unwrap() > ups[0]["launchAssetBytes"].as_u64().unwrap());
+    }
+    s.api("GET", "/api/updates", None).assert_error(400);
+    s.api("GET", "/api/updates?slug=../x", None).assert_error(400);
+
+    let m = s.check("demo-app", "ios", "1.0.3", &[]).manifest();
+    let r = s.api("DELETE", "/api/updates/demo-app/ios/1.0.3", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["deletedObjects"].as_u64().unwrap() >= 10);
+    assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
+    assert_eq!(http("GET", m["launchAsset"]["url"].as_str().unwrap(), &[], None).status, 404);
+    s.api("DELETE", "/api/updates/demo-app/ios/1.0.3", None).assert_error(404);
+    // Only that runtime went: android and the other app are untouched.
+    assert_eq!(s.check("demo-app", "android", "1.0.3", &[]).status, 200);
+    s.check("demo-app", "android", "1.0.3", &[]).manifest();
+    s.check("utility-app", "android", "2.0.0", &[]).manifest();
+    let list = s.api("GET", "/api/updates?slug=demo-app", None).json();
+    assert_eq!(list["runtimes"].as_array().unwrap().len(), 1);
+}
