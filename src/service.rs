@@ -263,3 +263,122 @@ pub async fn delete_runtime<S: ObjectStore>(store: &S, t: &Target) -> Result<Del
     }
     Ok(DeleteResponse { deleted_objects: keys.len() as u64 })
 }
+
+/// What an upload request promises about its body, checked before a byte is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadHeaders {
+    pub len: u64,
+    pub md5: Option<[u8; 16]>,
+    pub content_type: String,
+}
+
+/// `PUT /api/files/…` preconditions: Content-Length present (411) and within MAX_FILE_BYTES
+/// (413), a well-formed `x-content-md5` and a printable Content-Type.
+pub fn upload_headers(header: &dyn Fn(&str) -> Option<String>, limits: &Limits) -> Result<UploadHeaders, ApiError> {
+    let len: u64 = header("content-length")
+        .ok_or_else(|| ApiError::new(411, "Content-Length is required (upload the raw file bytes)"))?
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_request("Content-Length is not a number"))?;
+    if len > limits.max_file_bytes {
+        return Err(ApiError::too_large(format!("file is {len} bytes; the limit (MAX_FILE_BYTES) is {}", limits.max_file_bytes)));
+    }
+    let md5 = match header("x-content-md5") {
+        Some(m) => Some(hash::parse_hex::<16>(m.trim()).ok_or_else(|| ApiError::bad_request("x-content-md5 must be 32 lowercase hex digits"))?),
+        None => None,
+    };
+    let content_type = header("content-type").unwrap_or_else(|| "application/octet-stream".into());
+    if content_type.len() > 100 || !content_type.bytes().all(|c| c.is_ascii_graphic() || c == b' ') {
+        return Err(ApiError::bad_request("invalid Content-Type"));
+    }
+    Ok(UploadHeaders { len, md5, content_type })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::Digests;
+    use crate::manifest::{build, FileEntry, ManifestInput};
+    use crate::store::MemoryStore;
+    use crate::validate::Platform;
+
+    fn target() -> Target {
+        Target { slug: "demo-app".into(), platform: Platform::Ios, runtime_version: "1.0.3".into() }
+    }
+    fn ctx(now_ms: u64) -> Ctx<'static> {
+        Ctx { origin: "https://ota.example.com", now_ms, limits: Limits::default() }
+    }
+    fn manifest(files: &[(&[u8], &str)], created_ms: u64) -> String {
+        let t = target();
+        let entry = |(b, e): &(&[u8], &str)| FileEntry { digests: Digests::of(b), ext: e.to_string() };
+        build(ManifestInput {
+            id: crate::id::uuid_v4([created_ms as u8; 16]),
+            created_at_ms: created_ms,
+            runtime_version: "1.0.3",
+            launch_asset: entry(&files[0]),
+            assets: files[1..].iter().map(entry).collect(),
+            metadata: BTreeMap::new(),
+            expo_client: None,
+            asset_base_url: &ctx(0).asset_base_url(&t),
+        })
+        .render()
+    }
+
+    #[test]
+    fn upload_preconditions() {
+        let l = Limits { max_file_bytes: 10, ..Limits::default() };
+        let h = |pairs: &'static [(&'static str, &'static str)]| move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string());
+        assert_eq!(upload_headers(&h(&[]), &l).unwrap_err().status, 411);
+        assert_eq!(upload_headers(&h(&[("content-length", "11")]), &l).unwrap_err().status, 413);
+        assert_eq!(upload_headers(&h(&[("content-length", "x")]), &l).unwrap_err().status, 400);
+        assert_eq!(upload_headers(&h(&[("content-length", "1"), ("x-content-md5", "zz")]), &l).unwrap_err().status, 400);
+        assert_eq!(upload_headers(&h(&[("content-length", "1"), ("content-type", "a\u{7f}b")]), &l).unwrap_err().status, 400);
+        let ok = upload_headers(&h(&[("content-length", "10"), ("content-type", "image/png")]), &l).unwrap();
+        assert_eq!((ok.len, ok.content_type.as_str(), ok.md5), (10, "image/png", None));
+    }
+
+    #[test]
+    fn commit_moves_pointer_only_when_complete_and_newer() {
+        pollster::block_on(async {
+            let s = MemoryStore::new();
+            let t = target();
+            let files: [(&[u8], &str); 2] = [(b"bundle", "bundle"), (b"png", "png")];
+            let body = manifest(&files, 1_000);
+            let req = |b: &str| CommitRequest { manifest: b.to_string(), ..Default::default() };
+            // Missing files: nothing is written at all.
+            assert_eq!(commit(&s, &t, req(&body), &ctx(1_000)).await.unwrap_err().status, 422);
+            assert!(s.keys().is_empty());
+            for (b, _) in &files {
+                s.put_file(&t.file_key(&Digests::of(b).sha256_hex()), b, "x");
+            }
+            let c = commit(&s, &t, req(&body), &ctx(1_000)).await.unwrap();
+            assert_eq!((c.file_count, c.total_bytes, c.launch_asset_bytes), (2, 9, 6));
+            assert_eq!(current(&s, &t, "production").await.unwrap().unwrap().manifest, body);
+            // Older or equal createdAt loses; the current update is untouched.
+            let older = manifest(&files, 999);
+            assert_eq!(commit(&s, &t, req(&older), &ctx(1_000)).await.unwrap_err().status, 409);
+            assert_eq!(current(&s, &t, "production").await.unwrap().unwrap().id, c.id);
+            // Far-future createdAt would block later publishes.
+            let future = manifest(&files, 1_000 + MAX_CLOCK_SKEW_MS + 10);
+            assert_eq!(commit(&s, &t, req(&future), &ctx(1_000)).await.unwrap_err().status, 422);
+            let p = prepare(&s, &t, &PrepareRequest { files: vec![Digests::of(b"bundle").sha256_hex(), Digests::of(b"new").sha256_hex()] }, &ctx(1)).await.unwrap();
+            assert_eq!(p.missing, vec![Digests::of(b"new").sha256_hex()]);
+            assert_eq!(p.latest_created_at.as_deref(), Some("1970-01-01T00:00:01.000Z"));
+        });
+    }
+
+    #[test]
+    fn delete_pages_past_1000_objects() {
+        pollster::block_on(async {
+            let s = MemoryStore::new();
+            let t = target();
+            for i in 0..2500 {
+                s.put_file(&t.file_key(&format!("{i:064}")), b"x", "x");
+            }
+            s.put_file("demo-app/android/1.0.3/files/a", b"x", "x");
+            assert_eq!(delete_runtime(&s, &t).await.unwrap().deleted_objects, 2500);
+            assert_eq!(s.keys(), vec!["demo-app/android/1.0.3/files/a".to_string()]);
+            assert_eq!(delete_runtime(&s, &t).await.unwrap_err().status, 404);
+        });
+    }
+}

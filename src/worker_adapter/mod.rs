@@ -108,22 +108,7 @@ async fn asset(req: &Request, store: &R2Store, t: &Target, sha256: &str, ext: Op
 
 /// One raw file, keyed by its SHA-256: R2 verifies the digest while it stores the stream.
 async fn upload(req: &Request, store: &R2Store, t: &Target, sha256: &str, ctx: &Ctx<'_>) -> std::result::Result<Response, ApiError> {
-    let len: u64 = header(req, "content-length")
-        .ok_or_else(|| ApiError::new(411, "Content-Length is required (upload the raw file bytes)"))?
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::bad_request("Content-Length is not a number"))?;
-    if len > ctx.limits.max_file_bytes {
-        return Err(ApiError::too_large(format!("file is {len} bytes; the limit (MAX_FILE_BYTES) is {}", ctx.limits.max_file_bytes)));
-    }
-    let md5 = match header(req, "x-content-md5") {
-        Some(m) => Some(hash::parse_hex::<16>(m.trim()).ok_or_else(|| ApiError::bad_request("x-content-md5 must be 32 lowercase hex digits"))?),
-        None => None,
-    };
-    let content_type = header(req, "content-type").unwrap_or_else(|| "application/octet-stream".into());
-    if content_type.len() > 100 || !content_type.bytes().all(|c| c.is_ascii_graphic() || c == b' ') {
-        return Err(ApiError::bad_request("invalid Content-Type"));
-    }
+    let up = service::upload_headers(&|n| header(req, n), &ctx.limits)?;
     let key = t.file_key(sha256);
     if let Some(existing) = store.0.head(key.clone()).await.map_err(internal)? {
         // Content-addressed: the stored bytes already are these bytes; never rewrite them.
@@ -131,8 +116,8 @@ async fn upload(req: &Request, store: &R2Store, t: &Target, sha256: &str, ctx: &
     }
     let body = req.inner().body().ok_or_else(|| ApiError::bad_request("empty body"))?;
     let sha = hash::parse_hex::<32>(sha256).expect("route checked");
-    let obj = store.put_stream(&key, body, &content_type, sha, md5).await?;
-    if obj.size() != len {
+    let obj = store.put_stream(&key, body, &up.content_type, sha, up.md5).await?;
+    if obj.size() != up.len {
         return Err(ApiError::bad_request("body length does not match Content-Length"));
     }
     json(201, &UploadResponse { sha256: sha256.into(), size: obj.size(), stored: true })

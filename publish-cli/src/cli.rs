@@ -1,0 +1,185 @@
+//! Command-line surface (clap derive). Values are validated here with the core's rules so a typo
+//! fails before any file is hashed or any request is sent.
+
+use clap::{Args, Parser, Subcommand};
+use expo_ota::validate::{self, Platform};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "publish-cli", version, about = "Publish `npx expo export` output to an expo-ota server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload an export directory and make it the current update.
+    Publish(PublishArgs),
+    /// List published updates of an app.
+    List(ListArgs),
+    /// Delete everything published for one platform + runtime version.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Server origin, e.g. https://ota.example.com
+    #[arg(long, value_parser = parse_server)]
+    pub server: String,
+    /// Deploy token (the server's ADMIN_TOKEN).
+    #[arg(long, env = "EXPO_UPDATES_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Print one JSON object on stdout instead of human output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// App slug (the `slug` of app.json; part of the app's updates.url).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    /// The `npx expo export` output directory (holds metadata.json).
+    #[arg(long)]
+    pub export_dir: PathBuf,
+    /// Publish only this platform (default: every exported platform).
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// Overrides the runtimeVersion resolved from expoConfig.json.
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: Option<String>,
+    /// Channel to publish to (server default: production).
+    #[arg(long, value_parser = parse_channel)]
+    pub channel: Option<String>,
+    /// Free-text note stored with the update.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Commit hash to record; by default `git rev-parse HEAD` next to the export dir.
+    #[arg(long)]
+    pub git_commit: Option<String>,
+    /// Ask the server what is missing, but upload and commit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Files uploaded at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// App slug (the `slug` of app.json; part of the app's updates.url).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// App slug (the `slug` of app.json; part of the app's updates.url).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Platform,
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: String,
+    /// Confirm the deletion (required: it removes every update and file of that runtime).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Strips trailing slashes so paths can be appended; requires an http(s) URL without a query.
+pub fn parse_server(s: &str) -> Result<String, String> {
+    let trimmed = s.trim().trim_end_matches('/');
+    let url = reqwest::Url::parse(trimmed).map_err(|e| format!("invalid server URL {s:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("server URL {s:?} must be http:// or https:// with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("server URL {s:?} must not have a query or fragment"));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s).map_err(|e| e.message)
+}
+
+fn parse_slug(s: &str) -> Result<String, String> {
+    validate::slug(s).map(str::to_string).map_err(|e| e.message)
+}
+
+fn parse_runtime_version(s: &str) -> Result<String, String> {
+    validate::runtime_version(s).map(str::to_string).map_err(|e| e.message)
+}
+
+fn parse_channel(s: &str) -> Result<String, String> {
+    validate::channel(s).map(str::to_string).map_err(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_publish() {
+        let cli = Cli::try_parse_from([
+            "publish-cli", "publish", "--server", "https://ota.example.com/", "--slug", "demo-app", "--export-dir", "dist",
+            "--platform", "ios", "--runtime-version", "1.0.0+b(1)", "--auth-token", "t", "--channel", "staging", "--dry-run", "--json", "--concurrency", "8",
+        ])
+        .unwrap();
+        let Command::Publish(p) = cli.command else { panic!("not publish") };
+        assert_eq!(p.server.server, "https://ota.example.com");
+        assert_eq!(p.slug, "demo-app");
+        assert_eq!(p.platform, Some(Platform::Ios));
+        assert_eq!(p.runtime_version.as_deref(), Some("1.0.0+b(1)"));
+        assert_eq!(p.server.auth_token.as_deref(), Some("t"));
+        assert_eq!(p.channel.as_deref(), Some("staging"));
+        assert!(p.dry_run && p.server.json);
+        assert_eq!(p.concurrency, 8);
+    }
+
+    #[test]
+    fn publish_defaults() {
+        let cli = Cli::try_parse_from(["publish-cli", "publish", "--server", "http://127.0.0.1:8787", "--slug", "a", "--export-dir", "d"]).unwrap();
+        let Command::Publish(p) = cli.command else { panic!("not publish") };
+        assert_eq!((p.concurrency, p.dry_run, p.platform, p.server.json), (4, false, None, false));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let base = ["publish-cli", "publish", "--server", "https://x.example", "--slug", "demo-app", "--export-dir", "d"];
+        let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
+        assert!(with(&["--platform", "web"]).is_err());
+        assert!(with(&["--runtime-version", "../x"]).is_err());
+        assert!(with(&["--channel", "a/b"]).is_err());
+        assert!(with(&["--concurrency", "0"]).is_err());
+        assert!(Cli::try_parse_from(["publish-cli", "publish", "--server", "ftp://x", "--slug", "a", "--export-dir", "d"]).is_err());
+        assert!(Cli::try_parse_from(["publish-cli", "publish", "--server", "https://x", "--slug", "a/b", "--export-dir", "d"]).is_err());
+        // --export-dir is required.
+        assert!(Cli::try_parse_from(["publish-cli", "publish", "--server", "https://x", "--slug", "a"]).is_err());
+    }
+
+    #[test]
+    fn parses_list_and_delete() {
+        let cli = Cli::try_parse_from(["publish-cli", "list", "--server", "https://x.example", "--slug", "demo-app", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::List(ListArgs { ref slug, server: ServerArgs { json: true, .. } }) if slug == "demo-app"));
+        let cli = Cli::try_parse_from(["publish-cli", "delete", "--server", "https://x.example", "--slug", "demo-app", "--platform", "android", "--runtime-version", "2.0.0", "--yes"]).unwrap();
+        let Command::Delete(d) = cli.command else { panic!("not delete") };
+        assert_eq!((d.platform, d.runtime_version.as_str(), d.yes), (Platform::Android, "2.0.0", true));
+        assert!(Cli::try_parse_from(["publish-cli", "delete", "--server", "https://x.example", "--slug", "demo-app", "--platform", "android"]).is_err());
+    }
+
+    #[test]
+    fn server_url_normalisation() {
+        assert_eq!(parse_server("https://ota.example.com///").unwrap(), "https://ota.example.com");
+        assert_eq!(parse_server("http://127.0.0.1:8787/base/").unwrap(), "http://127.0.0.1:8787/base");
+        assert!(parse_server("ota.example.com").is_err());
+        assert!(parse_server("https://x.example/?a=b").is_err());
+    }
+}

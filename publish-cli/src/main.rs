@@ -1,0 +1,53 @@
+//! `publish-cli`: publishes `npx expo export` output to an expo-ota server. The protocol
+//! (hashing, manifest rendering, metadata parsing) lives in the `expo_ota` core crate.
+
+mod auth;
+mod cli;
+mod export;
+mod manage;
+mod printer;
+mod publish;
+mod upload;
+
+#[cfg(test)]
+mod testserver;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use printer::Printer;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(&anyhow::anyhow!("starting the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Publish(a) => {
+                let out = Printer::new(a.server.json);
+                publish::run(a, &out).await
+            }
+            Command::List(a) => {
+                let out = Printer::new(a.server.json);
+                manage::list(a, &out).await
+            }
+            Command::Delete(a) => {
+                let out = Printer::new(a.server.json);
+                manage::delete(a, &out).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// One line on stderr: the whole context chain, e.g. `error: commit demo-app/ios/1.0.3: HTTP 409: …`.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let msg = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,160 @@
+//! Output. Human text goes to stdout, progress bars and warnings to stderr; with `--json` stdout
+//! carries exactly one JSON object so scripts can parse it, and nothing else is printed there.
+
+use crate::export::{LocalFile, PlatformExport};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::io::IsTerminal;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    pub bytes: u64,
+    pub kind: String,
+    /// SHA-256 base64url: the manifest `hash` clients check.
+    pub hash: String,
+}
+
+impl From<&LocalFile> for FileReport {
+    fn from(f: &LocalFile) -> Self {
+        Self { path: f.path.clone(), bytes: f.digests.size, kind: f.kind.to_string(), hash: f.digests.sha256_base64url() }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PendingFile {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateReport {
+    pub platform: String,
+    pub runtime_version: String,
+    /// `null` in a dry run: nothing was committed.
+    pub id: Option<String>,
+    pub created_at: Option<String>,
+    pub uploaded_files: usize,
+    pub uploaded_bytes: u64,
+    /// Files the server already had.
+    pub skipped_files: usize,
+    pub total_bytes: u64,
+    pub launch_asset: FileReport,
+    pub files: Vec<FileReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_upload: Option<Vec<PendingFile>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishReport {
+    pub updates: Vec<UpdateReport>,
+    pub dry_run: bool,
+    pub manifest_url: String,
+}
+
+pub struct Printer {
+    json: bool,
+    progress: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Self {
+        Self { json, progress: !json && std::io::stderr().is_terminal() }
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// A human line on stdout; silent in `--json` mode.
+    pub fn line(&self, s: impl AsRef<str>) {
+        if !self.json {
+            println!("{}", s.as_ref());
+        }
+    }
+
+    pub fn warn(&self, s: impl AsRef<str>) {
+        eprintln!("warning: {}", s.as_ref());
+    }
+
+    pub fn emit<T: Serialize>(&self, value: &T) {
+        println!("{}", serde_json::to_string_pretty(value).expect("report serializes"));
+    }
+
+    /// A byte progress bar on stderr, or a hidden one when that is not a terminal.
+    pub fn upload_bar(&self, label: &str, total: u64) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template").progress_chars("=> ");
+        ProgressBar::new(total).with_style(style).with_prefix(format!("uploading {label}"))
+    }
+
+    pub fn platform_files(&self, p: &PlatformExport, runtime_version: &str) {
+        let b = &p.bundle;
+        self.line(format!("{} (runtimeVersion {runtime_version})", p.platform));
+        self.line(format!("  bundle  {}  {}  {}  {}", b.path, HumanBytes(b.digests.size), b.kind, b.digests.sha256_base64url()));
+        for a in &p.assets {
+            self.line(format!("  asset   {}  {}  {}  {}", a.path, HumanBytes(a.digests.size), a.kind, a.digests.sha256_base64url()));
+        }
+    }
+
+    pub fn dry_run(&self, r: &UpdateReport) {
+        let pending = r.would_upload.as_deref().unwrap_or_default();
+        let bytes: u64 = pending.iter().map(|f| f.bytes).sum();
+        self.line(format!(
+            "dry run {} {}: would upload {} file(s), {} new ({} already on the server)",
+            r.platform, r.runtime_version, pending.len(), HumanBytes(bytes), r.skipped_files
+        ));
+        for f in pending {
+            self.line(format!("  {}  {}", f.path, HumanBytes(f.bytes)));
+        }
+    }
+
+    pub fn committed(&self, r: &UpdateReport) {
+        self.line(format!("published {} update {}", r.platform, r.id.as_deref().unwrap_or("?")));
+        self.line(format!("  createdAt       {}", r.created_at.as_deref().unwrap_or("?")));
+        self.line(format!("  runtimeVersion  {}", r.runtime_version));
+        self.line(format!(
+            "  uploaded        {} file(s), {} ({} already on the server; update is {})",
+            r.uploaded_files, HumanBytes(r.uploaded_bytes), r.skipped_files, HumanBytes(r.total_bytes)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let e = crate::export::read(&crate::export::tests::fixture("utility-app-v1"), None).unwrap();
+        let p = &e.platforms[0];
+        let r = UpdateReport {
+            platform: "android".into(),
+            runtime_version: "2.0.0".into(),
+            id: None,
+            created_at: None,
+            uploaded_files: 0,
+            uploaded_bytes: 0,
+            skipped_files: 0,
+            total_bytes: p.total_bytes(),
+            launch_asset: (&p.bundle).into(),
+            files: vec![],
+            would_upload: Some(vec![PendingFile { path: "a".into(), sha256: "00".into(), bytes: 1 }]),
+        };
+        let v = serde_json::to_value(PublishReport { updates: vec![r], dry_run: true, manifest_url: "u".into() }).unwrap();
+        assert_eq!(v["dryRun"], true);
+        let u = &v["updates"][0];
+        for k in ["platform", "runtimeVersion", "id", "createdAt", "uploadedFiles", "uploadedBytes", "skippedFiles", "totalBytes", "launchAsset", "wouldUpload"] {
+            assert!(u.get(k).is_some(), "{k}");
+        }
+        assert_eq!(u["launchAsset"]["kind"], "hermes bytecode v96");
+        assert_eq!(u["launchAsset"]["hash"], "1_r2KCDxDoP-07alKp77j-BlZsSLZ8k1oo9VNznGPUU");
+        assert_eq!(u["launchAsset"]["bytes"], 1_762_697);
+        assert_eq!(u["wouldUpload"][0]["sha256"], "00");
+    }
+}

@@ -1,0 +1,327 @@
+//! An in-process stand-in for the Worker, for end-to-end tests: the same core routing, auth,
+//! `service` and `check` code over a `MemoryStore`, behind a minimal HTTP/1.1 listener (one
+//! request per connection). It shares the Worker's upload preconditions (`service::upload_headers`;
+//! 422 on a digest mismatch, 200 when the file already exists) and can inject failures to exercise the retry loop.
+
+use expo_ota::api::{PrepareRequest, UploadResponse};
+use expo_ota::check::{self, Reply};
+use expo_ota::config::{check_admin, Limits};
+use expo_ota::error::ApiError;
+use expo_ota::hash::Digests;
+use expo_ota::route::{self, Route};
+use expo_ota::service::{self, Ctx};
+use expo_ota::store::MemoryStore;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const TOKEN: &str = "test-token";
+
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub store: MemoryStore,
+    /// `(path substring, status)`: the next request whose path matches gets that status instead.
+    pub inject: Mutex<Vec<(&'static str, u16)>>,
+    pub seen: Mutex<Vec<Seen>>,
+}
+
+pub struct Server {
+    pub url: String,
+    pub state: Arc<State>,
+}
+
+pub async fn start() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::new(State { store: MemoryStore::new(), ..Default::default() });
+    let (st, origin) = (state.clone(), url.clone());
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (st, origin) = (st.clone(), origin.clone());
+            tokio::spawn(async move { serve(sock, &st, &origin).await });
+        }
+    });
+    Server { url, state }
+}
+
+async fn serve(mut sock: TcpStream, st: &State, origin: &str) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let (method, target) = (first.next().unwrap_or_default().to_string(), first.next().unwrap_or_default().to_string());
+    let headers: BTreeMap<String, String> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let mut body = buf[head_end + 4..].to_vec();
+    if let Some(len) = headers.get("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        while body.len() < len {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    st.seen.lock().unwrap().push(Seen { method: method.clone(), path: path.to_string(), headers: headers.clone() });
+    let injected = {
+        let mut inject = st.inject.lock().unwrap();
+        inject.iter().position(|(p, _)| path.contains(p)).map(|i| inject.remove(i).1)
+    };
+    let reply = match injected {
+        Some(status) => {
+            let mut r = Reply::error(&ApiError::new(status, "injected failure"));
+            r.headers.push(("retry-after", "0".into()));
+            r
+        }
+        None => handle(&method, path, query, &headers, body, st, origin).await.unwrap_or_else(|e| Reply::error(&e)),
+    };
+    let mut out = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n", reply.status, reply.body.len());
+    for (k, v) in &reply.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let _ = sock.write_all(out.as_bytes()).await;
+    let _ = sock.write_all(&reply.body).await;
+    let _ = sock.shutdown().await;
+}
+
+fn json<T: serde::Serialize>(status: u16, v: &T) -> Reply {
+    Reply { status, headers: vec![("content-type", "application/json".into())], body: serde_json::to_vec(v).unwrap() }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+async fn handle(method: &str, path: &str, query: &str, headers: &BTreeMap<String, String>, body: Vec<u8>, st: &State, origin: &str) -> Result<Reply, ApiError> {
+    let route = route::parse(method, path)?;
+    if route.needs_auth() {
+        check_admin(headers.get("authorization").map(String::as_str), Some(TOKEN))?;
+    }
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let ctx = Ctx { origin, now_ms, limits: Limits::default() };
+    let store = &st.store;
+    Ok(match route {
+        Route::Manifest => {
+            let req = check::parse_request(query, &|n| headers.get(n).cloned())?;
+            let current = service::current(store, &req.target, &req.channel).await?;
+            check::respond(&req, &check::decide(&req, current.as_ref()))
+        }
+        Route::PublishPrepare { target } => json(200, &service::prepare(store, &target, &parse::<PrepareRequest>(&body)?, &ctx).await?),
+        Route::PublishCommit { target } => json(201, &service::commit(store, &target, parse(&body)?, &ctx).await?),
+        Route::ListUpdates => {
+            let slug = route::query_param(query, "slug").ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
+            json(200, &service::list(store, &slug).await?)
+        }
+        Route::DeleteRuntime { target } => json(200, &service::delete_runtime(store, &target).await?),
+        Route::UploadFile { target, sha256 } => {
+            let up = service::upload_headers(&|n| headers.get(n).cloned(), &ctx.limits)?;
+            let key = target.file_key(&sha256);
+            if let Some(b) = store.bytes(&key) {
+                return Ok(json(200, &UploadResponse { sha256, size: b.len() as u64, stored: false }));
+            }
+            let d = Digests::of(&body);
+            if d.sha256_hex() != sha256 || up.md5.is_some_and(|m| m != d.md5) || d.size != up.len {
+                return Err(ApiError::unprocessable("body does not match its digest"));
+            }
+            store.put_file(&key, &body, &up.content_type);
+            json(201, &UploadResponse { sha256, size: d.size, stored: true })
+        }
+        other => return Err(ApiError::not_found(format!("test server does not implement {other:?}"))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::export::tests::fixture;
+    use crate::printer::{Printer, PublishReport};
+    use crate::{manage, publish};
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("publish-cli").chain(args.iter().copied())).unwrap().command
+    }
+
+    async fn publish(server: &Server, app: &str, slug: &str, extra: &[&str]) -> anyhow::Result<PublishReport> {
+        let dir = fixture(app);
+        let mut args = vec!["publish", "--server", &server.url, "--slug", slug, "--export-dir", dir.to_str().unwrap(), "--json", "--git-commit", "0123abcd"];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--auth-token") {
+            args.extend_from_slice(&["--auth-token", TOKEN]);
+        }
+        let Command::Publish(a) = cli(&args) else { unreachable!() };
+        publish::publish(a, &Printer::new(true)).await
+    }
+
+    fn seen(server: &Server, method: &str, path_part: &str) -> Vec<Seen> {
+        server.state.seen.lock().unwrap().iter().filter(|s| s.method == method && s.path.contains(path_part)).cloned().collect()
+    }
+
+    #[tokio::test]
+    async fn publishes_both_platforms_then_only_new_files() {
+        let server = start().await;
+        let r1 = publish(&server, "demo-app-v1", "demo-app", &[]).await.unwrap();
+        assert!(!r1.dry_run);
+        assert_eq!(r1.manifest_url, format!("{}/api/manifest?slug=demo-app", server.url));
+        let platforms: Vec<_> = r1.updates.iter().map(|u| (u.platform.as_str(), u.runtime_version.as_str())).collect();
+        assert_eq!(platforms, [("ios", "1.0.3"), ("android", "1.0.3")]);
+        for u in &r1.updates {
+            // Each platform has its own storage prefix, so shared assets go to both.
+            assert_eq!((u.uploaded_files, u.skipped_files), (7, 0));
+            assert_eq!(u.uploaded_bytes, u.total_bytes);
+            assert_eq!(u.launch_asset.kind, "hermes bytecode v96");
+        }
+        assert_eq!(r1.updates[0].launch_asset.hash, "BovrwjGmW2ANn0bAAqk0QCDY2DLHOqX2Vd_Cz-q9MLc");
+        let keys = server.state.store.keys();
+        assert!(keys.contains(&"demo-app/ios/1.0.3/files/068bebc231a65b600d9f46c002a9344020d8d832c73aa5f655dfc2cfeabd30b7".to_string()));
+        assert!(keys.contains(&"demo-app/android/1.0.3/files/4dac9db3fa9ca072f7861fd916bf04bdceac6069d0f3a886f5e523d922e918f1".to_string()));
+
+        // Upload requests carry the length, the file's type and its md5.
+        let puts = seen(&server, "PUT", "/api/files/demo-app/ios/1.0.3/");
+        assert_eq!(puts.len(), 7);
+        let bundle = puts.iter().find(|s| s.path.ends_with("068bebc231a65b600d9f46c002a9344020d8d832c73aa5f655dfc2cfeabd30b7")).unwrap();
+        assert_eq!(bundle.headers["content-type"], "application/javascript");
+        assert_eq!(bundle.headers["content-length"], "1754617");
+        assert_eq!(bundle.headers["x-content-md5"], "c0c2f325fdb4408ce0c9958dbfd12fe7");
+        assert_eq!(bundle.headers["authorization"], format!("Bearer {TOKEN}"));
+        let font = puts.iter().find(|s| s.path.ends_with("4dac9db3fa9ca072f7861fd916bf04bdceac6069d0f3a886f5e523d922e918f1")).unwrap();
+        assert_eq!(font.headers["content-type"], "font/ttf");
+        // The publish verified what clients get, as each platform.
+        let checks = seen(&server, "GET", "/api/manifest");
+        assert_eq!(checks.len(), 2);
+        assert_eq!(checks[1].headers["expo-platform"], "android");
+        assert_eq!(checks[1].headers["expo-protocol-version"], "1");
+
+        // v2 changes only the bundles: one upload per platform, and a later createdAt.
+        let r2 = publish(&server, "demo-app-v2", "demo-app", &["--message", "js only"]).await.unwrap();
+        for (a, b) in r1.updates.iter().zip(&r2.updates) {
+            assert_eq!((b.uploaded_files, b.skipped_files), (1, 6));
+            assert_eq!(b.uploaded_bytes, b.launch_asset.bytes);
+            assert!(b.created_at > a.created_at);
+        }
+        let Command::List(l) = cli(&["list", "--server", &server.url, "--slug", "demo-app", "--auth-token", TOKEN]) else { unreachable!() };
+        manage::list(l, &Printer::new(false)).await.unwrap();
+        let list = crate::upload::Client::new(&server.url, TOKEN.into()).unwrap().list("demo-app").await.unwrap();
+        assert_eq!(list.runtimes.len(), 2);
+        for rt in &list.runtimes {
+            let current: Vec<_> = rt.updates.iter().filter(|u| u.current).map(|u| u.id.clone()).collect();
+            let expected = r2.updates.iter().find(|u| u.platform == rt.platform).unwrap().id.clone().unwrap();
+            assert_eq!(current, [expected]);
+            assert_eq!(rt.updates.len(), 2);
+            assert_eq!(rt.updates[0].message.as_deref(), Some("js only"));
+        }
+    }
+
+    #[tokio::test]
+    async fn dry_run_uploads_and_commits_nothing() {
+        let server = start().await;
+        let r = publish(&server, "utility-app-v1", "utility-app", &["--dry-run"]).await.unwrap();
+        assert!(r.dry_run);
+        let u = &r.updates[0];
+        assert_eq!((u.platform.as_str(), u.runtime_version.as_str(), u.id.as_deref()), ("android", "2.0.0", None));
+        let would = u.would_upload.as_ref().unwrap();
+        assert_eq!(would.len(), 8);
+        assert_eq!(would.iter().map(|f| f.bytes).sum::<u64>(), u.total_bytes);
+        assert_eq!(would[0].path, "_expo/static/js/android/index-747f5e310daebf5292a2f0ae384dcc9c.hbc");
+        // The human-output path of the same command.
+        let dir = fixture("utility-app-v1");
+        let Command::Publish(a) = cli(&["publish", "--server", &server.url, "--slug", "utility-app", "--export-dir", dir.to_str().unwrap(), "--auth-token", TOKEN, "--dry-run"]) else { unreachable!() };
+        publish::run(a, &Printer::new(false)).await.unwrap();
+        assert_eq!(seen(&server, "POST", "/prepare").len(), 2);
+        assert!(server.state.store.keys().is_empty());
+        assert!(seen(&server, "PUT", "/").is_empty() && seen(&server, "POST", "/commit").is_empty());
+    }
+
+    #[tokio::test]
+    async fn retries_transient_failures_only() {
+        let server = start().await;
+        server.state.inject.lock().unwrap().extend([("/prepare", 503), ("/prepare", 429), ("/api/files/", 500)]);
+        let r = publish(&server, "utility-app-v1", "utility-app", &[]).await.unwrap();
+        assert_eq!(r.updates[0].uploaded_files, 8);
+        assert_eq!(seen(&server, "POST", "/prepare").len(), 3);
+        assert_eq!(seen(&server, "PUT", "/api/files/").len(), 9);
+
+        server.state.inject.lock().unwrap().push(("/prepare", 400));
+        let err = format!("{:#}", publish(&server, "utility-app-v1", "utility-app", &[]).await.unwrap_err());
+        assert!(err.contains("prepare utility-app/android/2.0.0: HTTP 400: injected failure"), "{err}");
+        assert_eq!(seen(&server, "POST", "/prepare").len(), 4, "a 400 is not retried");
+
+        // Five 503s outlast the four attempts.
+        server.state.inject.lock().unwrap().extend([("/prepare", 503); 5]);
+        let err = format!("{:#}", publish(&server, "utility-app-v1", "utility-app", &[]).await.unwrap_err());
+        assert!(err.contains("HTTP 503"), "{err}");
+        assert_eq!(seen(&server, "POST", "/prepare").len(), 8);
+    }
+
+    #[tokio::test]
+    async fn commit_conflict_is_retried_once_with_a_fresh_manifest() {
+        let server = start().await;
+        server.state.inject.lock().unwrap().push(("/commit", 409));
+        let r = publish(&server, "utility-app-v1", "utility-app", &["--channel", "staging"]).await.unwrap();
+        assert!(r.updates[0].id.is_some());
+        assert_eq!(seen(&server, "POST", "/commit").len(), 2);
+        assert_eq!(seen(&server, "POST", "/prepare").len(), 2);
+        // Verification asked for the channel it published to.
+        assert_eq!(seen(&server, "GET", "/api/manifest")[0].headers["expo-channel-name"], "staging");
+
+        server.state.inject.lock().unwrap().extend([("/commit", 409), ("/commit", 409)]);
+        let err = format!("{:#}", publish(&server, "utility-app-v1", "utility-app", &[]).await.unwrap_err());
+        assert!(err.contains("HTTP 409"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn runtime_version_with_plus_and_parens() {
+        let server = start().await;
+        let r = publish(&server, "utility-app-v1", "utility-app", &["--runtime-version", "2.0.0+b(7)"]).await.unwrap();
+        assert_eq!(r.updates[0].runtime_version, "2.0.0+b(7)");
+        assert!(seen(&server, "POST", "/api/publish/utility-app/android/2.0.0%2Bb%287%29/commit").len() == 1);
+        assert!(server.state.store.keys().iter().any(|k| k.starts_with("utility-app/android/2.0.0+b(7)/updates/")));
+    }
+
+    #[tokio::test]
+    async fn bad_token_and_missing_platform_fail_clearly() {
+        let server = start().await;
+        let err = format!("{:#}", publish(&server, "demo-app-v1", "demo-app", &["--auth-token", "wrong"]).await.unwrap_err());
+        assert!(err.contains("HTTP 401: invalid token"), "{err}");
+        let err = format!("{:#}", publish(&server, "utility-app-v1", "utility-app", &["--platform", "ios"]).await.unwrap_err());
+        assert!(err.contains("ios was not exported"), "{err}");
+        assert!(server.state.seen.lock().unwrap().len() == 1, "a local error sends nothing");
+    }
+
+    #[tokio::test]
+    async fn delete_needs_yes() {
+        let server = start().await;
+        publish(&server, "utility-app-v1", "utility-app", &[]).await.unwrap();
+        let base = ["delete", "--server", &server.url, "--slug", "utility-app", "--platform", "android", "--runtime-version", "2.0.0", "--auth-token", TOKEN];
+        let Command::Delete(d) = cli(&base) else { unreachable!() };
+        let err = manage::delete(d, &Printer::new(true)).await.unwrap_err().to_string();
+        assert!(err.contains("--yes"), "{err}");
+        assert!(!server.state.store.keys().is_empty());
+        let Command::Delete(d) = cli(&[&base[..], &["--yes"]].concat()) else { unreachable!() };
+        manage::delete(d, &Printer::new(true)).await.unwrap();
+        assert!(server.state.store.keys().is_empty());
+        let Command::Delete(d) = cli(&[&base[..], &["--yes"]].concat()) else { unreachable!() };
+        let err = format!("{:#}", manage::delete(d, &Printer::new(true)).await.unwrap_err());
+        assert!(err.contains("HTTP 404"), "{err}");
+    }
+}

@@ -1,0 +1,290 @@
+//! HTTP client for the deploy API. Every call goes through one retry loop: 429, 5xx and
+//! connection failures are transient (the Worker or R2 hiccuped), any other 4xx is the caller's
+//! mistake and retrying it would only repeat the error.
+
+use crate::export::LocalFile;
+use anyhow::{anyhow, bail, Context, Result};
+use expo_ota::api::*;
+use expo_ota::layout::Target;
+use futures_util::StreamExt;
+use indicatif::ProgressBar;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Body, Method, RequestBuilder, Response};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A non-2xx answer, carrying the server's `{"error": ...}` text.
+#[derive(Debug)]
+pub struct ServerError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// The HTTP status behind an error, when the server answered.
+pub fn status_of(e: &anyhow::Error) -> Option<u16> {
+    e.downcast_ref::<ServerError>().map(|s| s.status)
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    /// Caps both backoff and a server's Retry-After, so a bad header cannot hang the CLI.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: 4, base: Duration::from_millis(250), max_delay: Duration::from_secs(30) }
+    }
+}
+
+impl RetryPolicy {
+    pub fn retryable_status(status: u16) -> bool {
+        status == 429 || (500..=599).contains(&status)
+    }
+    /// Wait before retry number `retry` (0 = first retry): Retry-After when given, else doubling.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        retry_after.unwrap_or_else(|| self.base.saturating_mul(1 << retry.min(16))).min(self.max_delay)
+    }
+}
+
+fn retry_after(resp: &Response) -> Option<Duration> {
+    resp.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Errors that happened before a full answer arrived; the request may not have been processed.
+fn transient(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request()
+}
+
+/// Percent-encodes one path segment, leaving only RFC 3986 unreserved characters (`+` → `%2B`).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn target_path(t: &Target) -> String {
+    format!("{}/{}/{}", encode_segment(&t.slug), t.platform, encode_segment(&t.runtime_version))
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    server: String,
+    token: String,
+    pub policy: RetryPolicy,
+}
+
+impl Client {
+    /// `server` is already normalised (no trailing slash) by the CLI parser.
+    pub fn new(server: &str, token: String) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("publish-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self { http, server: server.to_string(), token, policy: RetryPolicy::default() })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Sends the request `make` builds, rebuilding it for each attempt (a streamed body can only
+    /// be sent once). Returns the first 2xx response.
+    async fn send<F, Fut>(&self, what: &str, mut make: F) -> Result<Response>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<RequestBuilder>>,
+    {
+        let mut retry = 0;
+        loop {
+            let more = retry + 1 < self.policy.attempts;
+            let err = match make().await?.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if !(more && RetryPolicy::retryable_status(status)) {
+                        return Err(anyhow!(server_error(resp).await).context(what.to_string()));
+                    }
+                    let wait = self.policy.delay(retry, retry_after(&resp));
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if !(more && transient(&err)) {
+                return Err(anyhow!(err).context(what.to_string()));
+            }
+            tokio::time::sleep(self.policy.delay(retry, None)).await;
+            retry += 1;
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.server)).bearer_auth(&self.token)
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(what: &str, resp: Response) -> Result<T> {
+        resp.json::<T>().await.with_context(|| format!("{what}: unexpected response body"))
+    }
+
+    pub async fn prepare(&self, t: &Target, files: Vec<String>) -> Result<PrepareResponse> {
+        let what = format!("prepare {}", label(t));
+        let body = PrepareRequest { files };
+        let path = format!("/api/publish/{}/prepare", target_path(t));
+        let resp = self.send(&what, || async { Ok(self.request(Method::POST, &path).json(&body)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    /// Streams one file from disk with an explicit Content-Length; `bar` advances per chunk.
+    pub async fn upload(&self, t: &Target, f: &LocalFile, bar: &ProgressBar) -> Result<UploadResponse> {
+        let hex = f.digests.sha256_hex();
+        let what = format!("upload {} to {}", f.path, label(t));
+        let path = format!("/api/files/{}/{hex}", target_path(t));
+        let sent = Arc::new(AtomicU64::new(0));
+        let resp = self
+            .send(&what, || async {
+                // Undo the progress of a failed attempt before streaming again.
+                bar.dec(sent.swap(0, Ordering::Relaxed));
+                let file = tokio::fs::File::open(&f.abs).await.with_context(|| format!("opening {}", f.path))?;
+                let len = file.metadata().await?.len();
+                if len != f.digests.size {
+                    bail!("{} changed on disk since it was hashed ({} → {len} bytes)", f.path, f.digests.size);
+                }
+                let (bar, sent) = (bar.clone(), sent.clone());
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).inspect(move |chunk| {
+                    if let Ok(c) = chunk {
+                        bar.inc(c.len() as u64);
+                        sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    }
+                });
+                Ok(self
+                    .request(Method::PUT, &path)
+                    .header(CONTENT_LENGTH, len)
+                    .header(CONTENT_TYPE, f.content_type())
+                    .header("x-content-md5", f.digests.md5_hex())
+                    .body(Body::wrap_stream(stream)))
+            })
+            .await?;
+        let r: UploadResponse = Self::json(&what, resp).await?;
+        if r.sha256 != hex || r.size != f.digests.size {
+            bail!("{what}: server stored {} ({} bytes), expected {hex} ({} bytes)", r.sha256, r.size, f.digests.size);
+        }
+        Ok(r)
+    }
+
+    pub async fn commit(&self, t: &Target, req: &CommitRequest) -> Result<CommitResponse> {
+        let what = format!("commit {}", label(t));
+        let path = format!("/api/publish/{}/commit", target_path(t));
+        let resp = self.send(&what, || async { Ok(self.request(Method::POST, &path).json(req)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    pub async fn list(&self, slug: &str) -> Result<ListResponse> {
+        let what = format!("list {slug}");
+        let resp = self.send(&what, || async { Ok(self.request(Method::GET, "/api/updates").query(&[("slug", slug)])) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    pub async fn delete(&self, t: &Target) -> Result<DeleteResponse> {
+        let what = format!("delete {}", label(t));
+        let path = format!("/api/updates/{}", target_path(t));
+        let resp = self.send(&what, || async { Ok(self.request(Method::DELETE, &path)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    /// What a protocol-1 client of this platform/runtime/channel receives: (content-type, body).
+    pub async fn client_manifest(&self, t: &Target, channel: Option<&str>) -> Result<(String, Vec<u8>)> {
+        let what = format!("fetch manifest of {}", label(t));
+        let resp = self
+            .send(&what, || async {
+                let mut rb = self
+                    .http
+                    .get(format!("{}/api/manifest", self.server))
+                    .query(&[("slug", t.slug.as_str())])
+                    .header("expo-platform", t.platform.as_str())
+                    .header("expo-runtime-version", &t.runtime_version)
+                    .header("expo-protocol-version", "1");
+                if let Some(c) = channel {
+                    rb = rb.header("expo-channel-name", c);
+                }
+                Ok(rb)
+            })
+            .await?;
+        let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let body = resp.bytes().await.with_context(|| format!("{what}: reading body"))?;
+        Ok((ct, body.to_vec()))
+    }
+}
+
+pub fn label(t: &Target) -> String {
+    format!("{}/{}/{}", t.slug, t.platform, t.runtime_version)
+}
+
+/// Turns an error response into one line: the server's `error` field, else the start of the body.
+async fn server_error(resp: Response) -> ServerError {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text.chars().take(200).collect() });
+    ServerError { status: status.as_u16(), message: message.split_whitespace().collect::<Vec<_>>().join(" ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_classification() {
+        for s in [429, 500, 502, 503, 504, 599] {
+            assert!(RetryPolicy::retryable_status(s), "{s}");
+        }
+        // Client errors are final: auth, validation, digest mismatch, no length, too large, conflict.
+        for s in [400, 401, 403, 404, 409, 411, 413, 422, 200, 201, 304] {
+            assert!(!RetryPolicy::retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_honours_retry_after() {
+        let p = RetryPolicy::default();
+        let ms = |d: Duration| d.as_millis();
+        assert_eq!([0, 1, 2].map(|r| ms(p.delay(r, None))), [250, 500, 1000]);
+        assert_eq!(p.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(p.delay(0, Some(Duration::from_secs(3600))), p.max_delay);
+        assert_eq!(p.delay(40, None), p.max_delay);
+    }
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("1.0.0+b(1)"), "1.0.0%2Bb%281%29");
+        assert_eq!(encode_segment("2.0.0"), "2.0.0");
+        let t = Target { slug: "demo-app".into(), platform: expo_ota::validate::Platform::Ios, runtime_version: "1+2".into() };
+        assert_eq!(target_path(&t), "demo-app/ios/1%2B2");
+        // The server's router decodes it back to the same target.
+        let route = expo_ota::route::parse("POST", &format!("/api/publish/{}/prepare", target_path(&t))).unwrap();
+        assert_eq!(route, expo_ota::route::Route::PublishPrepare { target: t });
+    }
+}
