@@ -10,27 +10,31 @@ pub struct Limits {
     pub max_files_per_update: usize,
     /// MAX_FORM_BYTES: largest single-request (multipart/form-data) publish (default 32 MiB).
     pub max_form_bytes: u64,
+    /// CHECK_CACHE_MS: how long an isolate reuses a channel pointer it read (default 1000; 0 = off).
+    pub check_cache_ms: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_file_bytes: 50 << 20, max_files_per_update: 2000, max_form_bytes: 32 << 20 }
+        Self { max_file_bytes: 50 << 20, max_files_per_update: 2000, max_form_bytes: 32 << 20, check_cache_ms: crate::cache::DEFAULT_TTL_MS }
     }
 }
 
 impl Limits {
     pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
         let d = Self::default();
-        let num = |name: &str, default: u64| -> Result<u64, ApiError> {
+        let parse = |name: &str, default: u64, min: u64| -> Result<u64, ApiError> {
             match var(name) {
                 None => Ok(default),
-                Some(v) => v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::internal(format!("Worker var {name} must be a positive integer"))),
+                Some(v) => v.trim().parse::<u64>().ok().filter(|n| *n >= min).ok_or_else(|| ApiError::internal(format!("Worker var {name} must be an integer >= {min}"))),
             }
         };
+        let num = |name: &str, default: u64| parse(name, default, 1);
         Ok(Self {
             max_file_bytes: num("MAX_FILE_BYTES", d.max_file_bytes)?,
             max_files_per_update: num("MAX_FILES_PER_UPDATE", d.max_files_per_update as u64)? as usize,
             max_form_bytes: num("MAX_FORM_BYTES", d.max_form_bytes)?,
+            check_cache_ms: parse("CHECK_CACHE_MS", d.check_cache_ms, 0)?,
         })
     }
 }
@@ -62,6 +66,8 @@ mod tests {
         let l = Limits::from_vars(&|n| (n == "MAX_FILE_BYTES").then(|| "1024".into())).unwrap();
         assert_eq!(l.max_file_bytes, 1024);
         assert!(Limits::from_vars(&|_| Some("lots".into())).is_err());
+        assert!(Limits::from_vars(&|n| (n == "MAX_FILE_BYTES").then(|| "0".into())).is_err());
+        assert_eq!(Limits::from_vars(&|n| (n == "CHECK_CACHE_MS").then(|| "0".into())).unwrap().check_cache_ms, 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Rust (host-tested), with a thin workers-rs adapter compiled only for wasm32.
 
 pub mod api;
+pub mod cache;
 pub mod check;
 pub mod config;
 pub mod error;

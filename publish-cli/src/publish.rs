@@ -105,13 +105,30 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
 
     for plan in plans.iter().filter(|p| p.prepared.is_some()) {
         let (commit, manifest) = commit(&client, plan, &export, &args, git_commit.clone()).await?;
-        let (ct, body) = client.client_manifest(&plan.target, args.channel.as_deref()).await?;
-        check_served(&ct, &body, &manifest).with_context(|| format!("verifying {}", upload::label(&plan.target)))?;
+        verify_served(&client, plan, args.channel.as_deref(), &manifest).await?;
         let r = plan.report(Some(&commit), None);
         out.committed(&r);
         reports.push(r);
     }
     Ok(PublishReport { updates: reports, dry_run: args.dry_run, manifest_url })
+}
+
+/// Fetches the manifest as a client would until it is the committed one. Other isolates may
+/// serve the previous update for up to the server's CHECK_CACHE_MS (default 1 s), so a few
+/// short retries are normal; a different body after that is an error.
+async fn verify_served(client: &Client, plan: &Plan<'_>, channel: Option<&str>, manifest: &str) -> Result<()> {
+    let mut last = None;
+    for attempt in 0..6 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let (ct, body) = client.client_manifest(&plan.target, channel).await?;
+        match check_served(&ct, &body, manifest) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("tried")).with_context(|| format!("verifying {}", upload::label(&plan.target)))
 }
 
 /// Uploads `todo` with at most `concurrency` requests in flight; the first failure cancels the rest.

@@ -4,6 +4,10 @@
 mod r2;
 
 use crate::api::{PrepareRequest, UploadResponse};
+use crate::cache::PointerCache;
+use crate::record::UpdateRecord;
+use std::cell::RefCell;
+use std::rc::Rc;
 use crate::check::{self, Reply};
 use crate::config::{self, Limits};
 use crate::error::ApiError;
@@ -50,8 +54,8 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
         Route::Health => json(200, &serde_json::json!({"ok": true, "service": "expo-ota", "version": env!("CARGO_PKG_VERSION")})),
         Route::Manifest => {
             let mreq = check::parse_request(url.query().unwrap_or(""), &|n| header(&req, n))?;
-            let current = service::current(&store, &mreq.target, &mreq.channel).await?;
-            let outcome = check::decide(&mreq, current.as_ref());
+            let current = cached_current(&store, &mreq.target, &mreq.channel, &ctx).await?;
+            let outcome = check::decide(&mreq, current.as_deref());
             console_log!("{}", check::log_line(&mreq, &outcome));
             reply_api(check::respond(&mreq, &outcome))
         }
@@ -63,15 +67,47 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
         Route::UploadFile { target, sha256 } => upload(&req, &store, &target, &sha256, &ctx).await,
         Route::PublishCommit { target } => {
             let body = read_json(&mut req, 1 << 20).await?;
-            json(201, &service::commit(&store, &target, body, &ctx).await?)
+            let done = service::commit(&store, &target, body, &ctx).await;
+            invalidate(&target);
+            json(201, &done?)
         }
-        Route::PublishForm { slug } => publish_form(&mut req, &store, &slug, &ctx).await,
+        Route::PublishForm { slug } => {
+            let done = publish_form(&mut req, &store, &slug, &ctx).await;
+            POINTERS.with(|c| c.borrow_mut().invalidate_prefix(&format!("{slug}/")));
+            done
+        }
         Route::ListUpdates => {
             let slug = route::query_param(url.query().unwrap_or(""), "slug").ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
             json(200, &service::list(&store, &slug).await?)
         }
-        Route::DeleteRuntime { target } => json(200, &service::delete_runtime(&store, &target).await?),
+        Route::DeleteRuntime { target } => {
+            let done = service::delete_runtime(&store, &target).await;
+            invalidate(&target);
+            json(200, &done?)
+        }
     }
+}
+
+thread_local! {
+    /// Channel pointers this isolate read recently (see `cache`).
+    static POINTERS: RefCell<PointerCache> = RefCell::new(PointerCache::default());
+}
+
+async fn cached_current(store: &R2Store, t: &Target, channel: &str, ctx: &Ctx<'_>) -> std::result::Result<Option<Rc<UpdateRecord>>, ApiError> {
+    let key = t.channel_key(channel);
+    let ttl = ctx.limits.check_cache_ms;
+    if let Some(hit) = POINTERS.with(|c| c.borrow().get(&key, ctx.now_ms, ttl)) {
+        return Ok(hit);
+    }
+    let fresh = service::current(store, t, channel).await?.map(Rc::new);
+    if ttl > 0 {
+        POINTERS.with(|c| c.borrow_mut().put(key, ctx.now_ms, fresh.clone()));
+    }
+    Ok(fresh)
+}
+
+fn invalidate(t: &Target) {
+    POINTERS.with(|c| c.borrow_mut().invalidate_prefix(&t.prefix()));
 }
 
 /// Streams a stored file from R2 straight to the client (the body never enters wasm).
