@@ -33,10 +33,20 @@ pub struct UploadResponse {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommitRequest {
-    /// The exact manifest body clients will receive.
+    /// The exact manifest body clients will receive; or empty when `directive` is set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub manifest: String,
+    /// A `rollBackToEmbedded` directive body instead of a manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directive: Option<String>,
+    /// Padded standard base64 RSASSA-PKCS1-v1_5/SHA-256 signature over the exact body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The update this one republishes, for history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republished_from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +60,7 @@ pub struct CommitRequest {
 pub struct CommitResponse {
     pub id: String,
     pub created_at: String,
+    pub kind: crate::record::RecordKind,
     pub slug: String,
     pub platform: String,
     pub runtime_version: String,
@@ -86,8 +97,14 @@ pub struct UpdateSummary {
     pub id: String,
     pub created_at: String,
     pub channel: String,
+    pub kind: crate::record::RecordKind,
     /// True when this update is what its channel serves now.
     pub current: bool,
+    pub signed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republished_from: Option<String>,
     pub launch_asset_bytes: u64,
     pub file_count: u32,
     pub total_bytes: u64,
@@ -99,4 +116,17 @@ pub struct UpdateSummary {
 #[serde(rename_all = "camelCase")]
 pub struct DeleteResponse {
     pub deleted_objects: u64,
+}
+
+/// `DELETE /api/updates/:slug/:platform/:runtimeVersion/:id`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteUpdateResponse {
+    pub deleted: String,
+    /// Files no remaining update named, removed with it.
+    pub deleted_files: u64,
+    /// When the deleted update was current: what its channel serves now (the previous update
+    /// republished, or a rollBackToEmbedded directive when none was left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<CommitResponse>,
 }

@@ -4,7 +4,8 @@ use crate::error::ApiError;
 use crate::layout::Target;
 use crate::manifest::Directive;
 use crate::multipart::{self, Part};
-use crate::record::UpdateRecord;
+use crate::record::{RecordKind, UpdateRecord};
+use crate::sfv::{self, ExpectSignature};
 use crate::route::query_param;
 use crate::validate::{self, Platform};
 use crate::id;
@@ -20,7 +21,8 @@ pub struct ManifestRequest {
     pub current_update_id: Option<String>,
     pub embedded_update_id: Option<String>,
     pub channel: String,
-    pub expect_signature: Option<String>,
+    /// Present when the client verifies signatures (`expo-expect-signature`).
+    pub expect_signature: Option<ExpectSignature>,
     pub fatal_error: Option<String>,
     pub recent_failed_update_ids: Option<String>,
 }
@@ -63,7 +65,9 @@ pub fn parse_request(query: &str, header: &dyn Fn(&str) -> Option<String>) -> Re
         current_update_id: uuid_header("expo-current-update-id")?,
         embedded_update_id: uuid_header("expo-embedded-update-id")?,
         channel,
-        expect_signature: header("expo-expect-signature"),
+        expect_signature: header("expo-expect-signature")
+            .map(|v| sfv::parse_expect_signature(&v).map_err(|e| ApiError::bad_request(format!("invalid expo-expect-signature: {e}"))))
+            .transpose()?,
         fatal_error: header("expo-fatal-error").map(|e| e.chars().take(1024).collect()),
         recent_failed_update_ids: header("expo-recent-failed-update-ids").map(|e| e.chars().take(2048).collect()),
     })
@@ -71,20 +75,43 @@ pub fn parse_request(query: &str, header: &dyn Fn(&str) -> Option<String>) -> Re
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome<'a> {
-    Update(&'a UpdateRecord),
+    /// Serve this record: a manifest, or a rollBackToEmbedded directive.
+    Serve(&'a UpdateRecord),
     NoUpdate,
-    /// Protocol 0 has no directives: with nothing published the only answer is an error.
+    /// Protocol 0 has no directives: with nothing to serve the only answer is an error.
     NothingForV0,
 }
 
 pub fn decide<'a>(req: &ManifestRequest, current: Option<&'a UpdateRecord>) -> Outcome<'a> {
-    match (current, req.protocol_version) {
-        (None, 0) => Outcome::NothingForV0,
-        (None, _) => Outcome::NoUpdate,
-        // v0 clients cannot be told "no update"; they reject the same id themselves.
-        (Some(r), 0) => Outcome::Update(r),
-        (Some(r), _) if req.current_update_id.as_deref() == Some(r.id.as_str()) => Outcome::NoUpdate,
-        (Some(r), _) => Outcome::Update(r),
+    let v0 = req.protocol_version == 0;
+    match current {
+        None if v0 => Outcome::NothingForV0,
+        None => Outcome::NoUpdate,
+        Some(r) if r.kind == RecordKind::RollBackToEmbedded => {
+            if v0 {
+                Outcome::NothingForV0
+            } else if req.current_update_id.is_some() && req.current_update_id == req.embedded_update_id {
+                // Already on the embedded update: nothing to do.
+                Outcome::NoUpdate
+            } else {
+                Outcome::Serve(r)
+            }
+        }
+        // v0 clients cannot be told "no update"; they ignore an update they already run.
+        Some(r) if v0 => Outcome::Serve(r),
+        Some(r) if req.current_update_id.as_deref() == Some(r.id.as_str()) => Outcome::NoUpdate,
+        Some(r) => Outcome::Serve(r),
+    }
+}
+
+/// The body the server must sign itself for this answer: only when the client expects a
+/// signature and the publisher did not store one.
+pub fn needs_server_signature(req: &ManifestRequest, outcome: &Outcome<'_>) -> Option<String> {
+    req.expect_signature.as_ref()?;
+    match outcome {
+        Outcome::Serve(r) if r.signature.is_none() => Some(r.body.clone()),
+        Outcome::NoUpdate => Some(Directive::NoUpdateAvailable.render()),
+        _ => None,
     }
 }
 
@@ -111,26 +138,55 @@ impl Reply {
 
 pub const EXTENSIONS_BODY: &str = r#"{"assetRequestHeaders":{}}"#;
 
-pub fn respond(req: &ManifestRequest, outcome: &Outcome<'_>) -> Reply {
+/// Builds the answer. `server_signature` is the server key's signature over
+/// [`needs_server_signature`]'s body, when the server holds a key.
+pub fn respond(req: &ManifestRequest, outcome: &Outcome<'_>, server_signature: Option<&str>) -> Reply {
     let protocol = req.protocol_version.to_string();
     let common = |mut h: Vec<(&'static str, String)>| {
         h.push(("expo-protocol-version", protocol.clone()));
         h.push(("expo-sfv-version", "0".into()));
         h.push(("cache-control", "private, max-age=0".into()));
+        // Manifests carry metadata.channel; a device that switched channels drops the old ones.
+        if let Ok(v) = sfv::string_item(&req.channel) {
+            h.push(("expo-manifest-filters", format!("channel={v}")));
+        }
         h
     };
+    let expect = req.expect_signature.as_ref();
+    let multipart = |parts: &[Part]| {
+        let (ct, body) = multipart::render(parts);
+        Reply { status: 200, headers: common(vec![("content-type", ct)]), body }
+    };
     match outcome {
-        Outcome::Update(r) => {
-            let (ct, body) = multipart::render(&[
-                Part::new("manifest", r.manifest.as_bytes()).signed(r.signature.as_ref().map(|s| signature_header(s, "main"))),
-                Part::new("extensions", EXTENSIONS_BODY),
-            ]);
-            Reply { status: 200, headers: common(vec![("content-type", ct)]), body }
+        Outcome::Serve(r) => {
+            let sig = r.signature.as_deref().or(server_signature);
+            let header = match (expect, sig) {
+                (Some(e), Some(s)) => Some(sfv::signature_header(s, &e.keyid)),
+                (Some(_), None) => {
+                    let e = ApiError::new(
+                        406,
+                        format!("update {} is not signed and this server has no signing key, but the client requires a signature (publish with --private-key, or set CODE_SIGNING_PRIVATE_KEY)", r.id),
+                    );
+                    let mut reply = Reply::error(&e);
+                    reply.headers = common(reply.headers);
+                    return reply;
+                }
+                (None, _) => None,
+            };
+            match r.kind {
+                RecordKind::Update => multipart(&[Part::new("manifest", r.body.as_bytes()).signed(header), Part::new("extensions", EXTENSIONS_BODY)]),
+                RecordKind::RollBackToEmbedded => multipart(&[Part::new("directive", r.body.as_bytes()).signed(header)]),
+            }
         }
-        Outcome::NoUpdate => {
-            let (ct, body) = multipart::render(&[Part::new("directive", Directive::NoUpdateAvailable.render())]);
-            Reply { status: 200, headers: common(vec![("content-type", ct)]), body }
-        }
+        Outcome::NoUpdate => match (expect, server_signature) {
+            // Nothing to sign with: an empty answer has nothing to verify.
+            // Only protocol 1 reaches NoUpdate, so this 204 carries expo-protocol-version: 1.
+            (Some(_), None) => Reply { status: 204, headers: common(vec![]), body: vec![] },
+            (e, s) => {
+                let header = e.zip(s).map(|(e, s)| sfv::signature_header(s, &e.keyid));
+                multipart(&[Part::new("directive", Directive::NoUpdateAvailable.render()).signed(header)])
+            }
+        },
         Outcome::NothingForV0 => {
             let e = ApiError::not_found(format!(
                 "no update published for {} {} runtimeVersion {}",
@@ -141,11 +197,6 @@ pub fn respond(req: &ManifestRequest, outcome: &Outcome<'_>) -> Reply {
             r
         }
     }
-}
-
-/// `expo-signature` value: every member a quoted string (iOS casts the dictionary to strings).
-pub fn signature_header(sig_b64: &str, keyid: &str) -> String {
-    format!("sig=\"{sig_b64}\", keyid=\"{keyid}\", alg=\"rsa-v1_5-sha256\"")
 }
 
 #[derive(Serialize)]
@@ -169,7 +220,8 @@ struct CheckLog<'a> {
 /// One structured line per check for `wrangler tail`: what the device runs and what it got.
 pub fn log_line(req: &ManifestRequest, outcome: &Outcome<'_>) -> String {
     let served = match outcome {
-        Outcome::Update(r) => r.id.as_str(),
+        Outcome::Serve(r) if r.kind == RecordKind::RollBackToEmbedded => "rollBackToEmbedded",
+        Outcome::Serve(r) => r.id.as_str(),
         _ => "none",
     };
     serde_json::to_string(&CheckLog {
@@ -208,10 +260,13 @@ mod tests {
             platform: "ios".into(),
             runtime_version: "1.0.3".into(),
             channel: "production".into(),
+            kind: RecordKind::Update,
             message: None,
             git_commit: None,
-            manifest: format!("{{\"id\":\"{id}\"}}"),
+            republished_from: None,
+            body: format!("{{\"id\":\"{id}\"}}"),
             signature: None,
+            key_id: None,
             launch_asset_bytes: 1,
             file_count: 1,
             total_bytes: 1,
@@ -249,11 +304,11 @@ mod tests {
         let mut req = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")]).unwrap();
         let rec = record(ID);
         assert_eq!(decide(&req, None), Outcome::NoUpdate);
-        assert_eq!(decide(&req, Some(&rec)), Outcome::Update(&rec));
+        assert_eq!(decide(&req, Some(&rec)), Outcome::Serve(&rec));
         req.current_update_id = Some(ID.into());
         assert_eq!(decide(&req, Some(&rec)), Outcome::NoUpdate);
         req.protocol_version = 0;
-        assert_eq!(decide(&req, Some(&rec)), Outcome::Update(&rec));
+        assert_eq!(decide(&req, Some(&rec)), Outcome::Serve(&rec));
         assert_eq!(decide(&req, None), Outcome::NothingForV0);
     }
 
@@ -261,7 +316,7 @@ mod tests {
     fn responses_carry_protocol_headers() {
         let req = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")]).unwrap();
         let rec = record(ID);
-        let r = respond(&req, &Outcome::Update(&rec));
+        let r = respond(&req, &Outcome::Serve(&rec), None);
         assert_eq!(r.status, 200);
         assert_eq!(r.header("expo-protocol-version"), Some("1"));
         assert_eq!(r.header("expo-sfv-version"), Some("0"));
@@ -269,22 +324,99 @@ mod tests {
         let parts = multipart::parse(r.header("content-type").unwrap(), &r.body).unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].name().as_deref(), Some("manifest"));
-        assert_eq!(parts[0].body, rec.manifest.as_bytes());
+        assert_eq!(parts[0].body, rec.body.as_bytes());
+        assert_eq!(r.header("expo-manifest-filters"), Some("channel=\"production\""));
         assert_eq!(parts[1].name().as_deref(), Some("extensions"));
         let ext: serde_json::Value = serde_json::from_slice(&parts[1].body).unwrap();
         assert!(ext["assetRequestHeaders"].is_object());
 
-        let n = respond(&req, &Outcome::NoUpdate);
+        let n = respond(&req, &Outcome::NoUpdate, None);
         let parts = multipart::parse(n.header("content-type").unwrap(), &n.body).unwrap();
         assert_eq!(parts[0].name().as_deref(), Some("directive"));
         assert_eq!(parts[0].body, br#"{"type":"noUpdateAvailable"}"#);
 
         let mut v0 = req.clone();
         v0.protocol_version = 0;
-        let e = respond(&v0, &Outcome::NothingForV0);
+        let e = respond(&v0, &Outcome::NothingForV0, None);
         assert_eq!(e.status, 404);
         assert_eq!(e.header("expo-protocol-version"), Some("0"));
         assert!(String::from_utf8(e.body).unwrap().starts_with("{\"error\":"));
+    }
+
+    fn signing_request() -> ManifestRequest {
+        parse(
+            "slug=demo-app",
+            &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1"), ("expo-expect-signature", r#"sig, keyid="main", alg="rsa-v1_5-sha256""#)],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn signatures_when_the_client_expects_them() {
+        let req = signing_request();
+        assert_eq!(req.expect_signature.as_ref().unwrap().keyid, "main");
+        let mut rec = record(ID);
+        // Publisher-signed: served with the requested keyid, no server work needed.
+        rec.signature = Some("c2ln".into());
+        assert_eq!(needs_server_signature(&req, &Outcome::Serve(&rec)), None);
+        let r = respond(&req, &Outcome::Serve(&rec), None);
+        let parts = multipart::parse(r.header("content-type").unwrap(), &r.body).unwrap();
+        let sig = parts[0].headers.iter().find(|(k, _)| k == "expo-signature").expect("lowercase expo-signature");
+        assert_eq!(sig.1, r#"sig="c2ln", keyid="main", alg="rsa-v1_5-sha256""#);
+        assert!(parts[1].header("expo-signature").is_none(), "extensions are not signed");
+
+        // Unsigned: the server signs it if it can, and refuses if it cannot.
+        rec.signature = None;
+        assert_eq!(needs_server_signature(&req, &Outcome::Serve(&rec)).as_deref(), Some(rec.body.as_str()));
+        let r = respond(&req, &Outcome::Serve(&rec), Some("c2VydmVy"));
+        assert!(String::from_utf8(r.body).unwrap().contains(r#"expo-signature: sig="c2VydmVy", keyid="main""#));
+        let refused = respond(&req, &Outcome::Serve(&rec), None);
+        assert_eq!(refused.status, 406);
+        assert!(String::from_utf8(refused.body).unwrap().contains("not signed"));
+
+        // No update: a signed directive with a key, a 204 without one.
+        assert_eq!(needs_server_signature(&req, &Outcome::NoUpdate).as_deref(), Some(r#"{"type":"noUpdateAvailable"}"#));
+        let signed = respond(&req, &Outcome::NoUpdate, Some("c2ln"));
+        let parts = multipart::parse(signed.header("content-type").unwrap(), &signed.body).unwrap();
+        assert_eq!(parts[0].header("expo-signature"), Some(r#"sig="c2ln", keyid="main", alg="rsa-v1_5-sha256""#));
+        let empty = respond(&req, &Outcome::NoUpdate, None);
+        assert_eq!((empty.status, empty.header("expo-protocol-version"), empty.body.len()), (204, Some("1"), 0));
+
+        // Without expo-expect-signature nothing is signed.
+        let plain = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")]).unwrap();
+        assert_eq!(needs_server_signature(&plain, &Outcome::NoUpdate), None);
+        assert!(!String::from_utf8(respond(&plain, &Outcome::Serve(&rec), None).body).unwrap().contains("expo-signature"));
+        assert_eq!(parse("slug=a", &[("expo-platform", "ios"), ("expo-runtime-version", "1"), ("expo-expect-signature", "sig, keyid=1")]).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn rollback_to_embedded_records() {
+        let mut req = signing_request();
+        req.expect_signature = None;
+        let mut rec = record(ID);
+        rec.kind = RecordKind::RollBackToEmbedded;
+        rec.body = Directive::roll_back_to_embedded(1_714_566_896_789).render();
+        let emb = "11111111-2222-4333-8444-555555555555";
+        req.current_update_id = Some("0f8d2a8e-0000-4000-8000-000000000009".into());
+        req.embedded_update_id = Some(emb.into());
+        let r = respond(&req, &decide(&req, Some(&rec)), None);
+        let parts = multipart::parse(r.header("content-type").unwrap(), &r.body).unwrap();
+        assert_eq!((parts.len(), parts[0].name().as_deref()), (1, Some("directive")));
+        assert_eq!(parts[0].body, rec.body.as_bytes());
+        // A device already on its embedded update has nothing to do.
+        req.current_update_id = Some(emb.into());
+        assert_eq!(decide(&req, Some(&rec)), Outcome::NoUpdate);
+        req.protocol_version = 0;
+        assert_eq!(decide(&req, Some(&rec)), Outcome::NothingForV0);
+    }
+
+    #[test]
+    fn filters_follow_the_channel() {
+        let r = parse("slug=a", &[("expo-platform", "ios"), ("expo-runtime-version", "1"), ("expo-protocol-version", "1"), ("expo-channel-name", "staging")]).unwrap();
+        assert_eq!(r.channel, "staging");
+        let reply = respond(&r, &Outcome::NoUpdate, None);
+        let f = crate::sfv::parse_dictionary(reply.header("expo-manifest-filters").unwrap()).unwrap();
+        assert_eq!(f, vec![("channel".to_string(), crate::sfv::Item::String("staging".into()))]);
     }
 
     #[test]
@@ -292,7 +424,7 @@ mod tests {
         let mut req = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-fatal-error", "TypeError: x")]).unwrap();
         req.embedded_update_id = Some(ID.into());
         let rec = record(ID);
-        let v: serde_json::Value = serde_json::from_str(&log_line(&req, &Outcome::Update(&rec))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&log_line(&req, &Outcome::Serve(&rec))).unwrap();
         assert_eq!(v["served"], ID);
         assert_eq!(v["embeddedUpdateId"], ID);
         assert_eq!(v["currentUpdateId"], "none");

@@ -179,13 +179,14 @@ impl FormPublish {
         Ok(())
     }
 
-    pub async fn finish<S: ObjectStore>(mut self, store: &S, ctx: &Ctx<'_>, random: &dyn Fn() -> [u8; 16]) -> Result<FormPublishResponse, ApiError> {
+    pub async fn finish<S: ObjectStore>(mut self, store: &S, ctx: &Ctx<'_>) -> Result<FormPublishResponse, ApiError> {
         self.parser.finish().map_err(|e| ApiError::bad_request(format!("malformed multipart/form-data body: {e}")))?;
         let plan = self.plan(true)?.expect("required");
         for (path, bytes) in std::mem::take(&mut self.pending) {
             self.store_file(store, &plan, &path, bytes).await?;
         }
         let channel = self.text_field("channel")?;
+        let channel_name = validate::channel(channel.as_deref().unwrap_or(crate::check::DEFAULT_CHANNEL))?.to_string();
         let message = self.text_field("message")?;
         // Check every platform before committing any, so a bad field publishes nothing.
         let mut manifests = Vec::new();
@@ -202,12 +203,12 @@ impl FormPublish {
             let prep = service::prepare(store, t, &crate::api::PrepareRequest { files: vec![] }, ctx).await?;
             let latest = prep.latest_created_at.as_deref().and_then(time::parse_millis).unwrap_or(0);
             let m = manifest::build(ManifestInput {
-                id: id::uuid_v4(random()),
+                id: id::uuid_v4((ctx.random)()),
                 created_at_ms: ctx.now_ms.max(latest + 1),
                 runtime_version: &t.runtime_version,
                 launch_asset,
                 assets,
-                metadata: BTreeMap::new(),
+                metadata: manifest::channel_metadata(&channel_name),
                 expo_client: plan.expo_config.as_ref().map(|c| c.raw.clone()),
                 asset_base_url: &ctx.asset_base_url(t),
             });

@@ -99,6 +99,36 @@ impl Manifest {
     }
 }
 
+/// Manifests carry their channel in `metadata`, so `expo-manifest-filters: channel="…"` makes a
+/// device that switched channels abandon the old channel's updates (protocol notes §5.3).
+pub fn channel_metadata(channel: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("channel".to_string(), channel.to_string())])
+}
+
+/// The same update published again: new id and createdAt (clients only take a strictly newer
+/// update), the given channel, asset URLs rebuilt under `asset_base_url`; same files, so
+/// devices download nothing new. Used by rollback, promote and delete-promotes-previous.
+pub fn republish(m: &Manifest, id: String, created_at_ms: u64, channel: &str, asset_base_url: &str) -> Manifest {
+    let rebase = |a: &ManifestAsset| {
+        let mut a = a.clone();
+        if let Some(sha) = hash::parse_sha256_base64url(&a.hash) {
+            a.url = asset_url(asset_base_url, &sha, a.file_extension.trim_start_matches('.'));
+        }
+        a
+    };
+    let mut metadata = m.metadata.clone();
+    metadata.insert("channel".into(), channel.into());
+    Manifest {
+        id,
+        created_at: time::format_millis(created_at_ms),
+        runtime_version: m.runtime_version.clone(),
+        launch_asset: rebase(&m.launch_asset),
+        assets: m.assets.iter().map(rebase).collect(),
+        metadata,
+        extra: m.extra.clone(),
+    }
+}
+
 pub const MAX_MANIFEST_BYTES: usize = 512 * 1024;
 
 /// A file the manifest names, as the server must find it in storage.
@@ -112,7 +142,7 @@ pub struct RequiredFile {
 /// Checks a manifest body the publisher rendered (and perhaps signed) before the server stores
 /// it: it must be exactly what [`Manifest::render`] produces for its own content, name only this
 /// runtime's files under this server's asset URLs, and satisfy every client rule (§4, §9).
-pub fn validate_published(body: &str, runtime_version: &str, asset_base_url: &str, max_files: usize) -> Result<(Manifest, Vec<RequiredFile>), ApiError> {
+pub fn validate_published(body: &str, runtime_version: &str, channel: &str, asset_base_url: &str, max_files: usize) -> Result<(Manifest, Vec<RequiredFile>), ApiError> {
     let bad = |m: String| ApiError::unprocessable(format!("manifest rejected: {m}"));
     if body.len() > MAX_MANIFEST_BYTES {
         return Err(ApiError::too_large(format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes")));
@@ -132,6 +162,9 @@ pub fn validate_published(body: &str, runtime_version: &str, asset_base_url: &st
     }
     if m.assets.len() + 1 > max_files {
         return Err(ApiError::too_large(format!("update names {} files; the limit (MAX_FILES_PER_UPDATE) is {max_files}", m.assets.len() + 1)));
+    }
+    if m.metadata.get("channel").map(String::as_str) != Some(channel) {
+        return Err(bad(format!("metadata.channel must be {channel:?}, the channel it is published to")));
     }
     let mut lower = BTreeSet::new();
     for k in m.metadata.keys() {
@@ -190,6 +223,26 @@ impl Directive {
     pub fn render(&self) -> String {
         serde_json::to_string(self).expect("directive serializes")
     }
+    pub fn roll_back_to_embedded(commit_time_ms: u64) -> Self {
+        Directive::RollBackToEmbedded { parameters: RollBackParameters { commit_time: time::format_millis(commit_time_ms) } }
+    }
+}
+
+/// Checks a publisher-rendered `rollBackToEmbedded` body; returns its commitTime in ms.
+pub fn validate_rollback_directive(body: &str) -> Result<u64, ApiError> {
+    let bad = |m: &str| ApiError::unprocessable(format!("directive rejected: {m}"));
+    if body.len() > 4096 {
+        return Err(bad("too large"));
+    }
+    match serde_json::from_str::<Directive>(body) {
+        Ok(d @ Directive::RollBackToEmbedded { .. }) if d.render() == body => {
+            let Directive::RollBackToEmbedded { parameters } = d else { unreachable!() };
+            time::parse_millis(&parameters.commit_time).ok_or_else(|| bad("commitTime must be YYYY-MM-DDTHH:mm:ss.sssZ"))
+        }
+        Ok(Directive::RollBackToEmbedded { .. }) => Err(bad("body is not in canonical form")),
+        Ok(_) => Err(bad("only rollBackToEmbedded can be published")),
+        Err(e) => Err(bad(&format!("not a directive: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -209,7 +262,7 @@ mod tests {
             runtime_version: "1.0.3",
             launch_asset: entry(b"bundle bytes", "hbc"),
             assets: vec![entry(b"png1", "png"), entry(b"font", "ttf"), entry(b"png1", "png")],
-            metadata: BTreeMap::new(),
+            metadata: channel_metadata("production"),
             expo_client: Some(serde_json::from_str(r#"{"slug":"demo-app","version":"1.0.3"}"#).unwrap()),
             asset_base_url: BASE,
         })
@@ -239,7 +292,7 @@ mod tests {
             assert!(url.ends_with(a["fileExtension"].as_str().unwrap()), "{url}");
             assert!(a["fileExtension"].as_str().unwrap().starts_with('.'));
         }
-        assert_eq!(v["metadata"], serde_json::json!({}));
+        assert_eq!(v["metadata"], serde_json::json!({"channel": "production"}));
         assert_eq!(v["extra"]["expoClient"]["slug"], "demo-app");
         assert!(!body.contains("null"));
     }
@@ -248,13 +301,13 @@ mod tests {
     fn extra_is_an_empty_object_without_config() {
         let mut m = sample();
         m.extra.expo_client = None;
-        assert!(m.render().ends_with(r#""metadata":{},"extra":{}}"#));
+        assert!(m.render().ends_with(r#""metadata":{"channel":"production"},"extra":{}}"#));
     }
 
     #[test]
     fn validate_accepts_own_rendering() {
         let m = sample();
-        let (parsed, files) = validate_published(&m.render(), "1.0.3", BASE, 100).unwrap();
+        let (parsed, files) = validate_published(&m.render(), "1.0.3", "production", BASE, 100).unwrap();
         assert_eq!(parsed, m);
         assert_eq!(files.len(), 3);
         assert!(files[0].is_launch_asset);
@@ -273,16 +326,42 @@ mod tests {
             (good.replace("}", ",\"x\":null}"), "valid manifest"),
         ];
         for (body, what) in cases {
-            let e = validate_published(&body, "1.0.3", BASE, 100).unwrap_err();
+            let e = validate_published(&body, "1.0.3", "production", BASE, 100).unwrap_err();
             assert!(e.status == 422, "{what}: {e}");
             assert!(e.message.contains(what), "{what}: {e}");
         }
-        assert_eq!(validate_published(&good, "2.0.0", BASE, 100).unwrap_err().status, 422);
-        assert_eq!(validate_published(&good, "1.0.3", BASE, 2).unwrap_err().status, 413);
+        assert_eq!(validate_published(&good, "2.0.0", "production", BASE, 100).unwrap_err().status, 422);
+        assert_eq!(validate_published(&good, "1.0.3", "production", BASE, 2).unwrap_err().status, 413);
+        assert!(validate_published(&good, "1.0.3", "staging", BASE, 100).unwrap_err().message.contains("metadata.channel"));
         let mut m = sample();
         m.metadata.insert("Branch".into(), "a".into());
         m.metadata.insert("branch".into(), "b".into());
-        assert!(validate_published(&m.render(), "1.0.3", BASE, 100).unwrap_err().message.contains("case"));
+        assert!(validate_published(&m.render(), "1.0.3", "production", BASE, 100).unwrap_err().message.contains("case"));
+    }
+
+    #[test]
+    fn republish_keeps_files_and_changes_identity() {
+        let m = sample();
+        let other = "https://new.example.com/api/assets/demo-app/ios/1.0.3";
+        let r = republish(&m, id::uuid_v4([9; 16]), 1_714_566_999_000, "staging", other);
+        assert_ne!(r.id, m.id);
+        assert_eq!(r.created_at, "2024-05-01T12:36:39.000Z");
+        assert_eq!(r.metadata["channel"], "staging");
+        assert_eq!(r.launch_asset.hash, m.launch_asset.hash);
+        assert_eq!(r.launch_asset.key, m.launch_asset.key);
+        assert!(r.launch_asset.url.starts_with(other));
+        assert_eq!(r.assets.len(), m.assets.len());
+        assert!(validate_published(&r.render(), "1.0.3", "staging", other, 100).is_ok());
+    }
+
+    #[test]
+    fn rollback_directive_validation() {
+        let d = Directive::roll_back_to_embedded(1_714_566_896_789).render();
+        assert_eq!(validate_rollback_directive(&d).unwrap(), 1_714_566_896_789);
+        assert!(validate_rollback_directive(&Directive::NoUpdateAvailable.render()).is_err());
+        assert!(validate_rollback_directive(&d.replace(".789Z", "Z")).is_err());
+        assert!(validate_rollback_directive(&d.replace("{\"type\"", "{ \"type\"")).is_err());
+        assert!(validate_rollback_directive("[]").is_err());
     }
 
     #[test]

@@ -1,7 +1,26 @@
-//! The immutable record of one published update. The manifest body is stored exactly as served
-//! (and as signed), so a check is one small read and never re-renders anything.
+//! The immutable record of one published update or rollback. The body is stored exactly as
+//! served (and as signed), so a check is one small read and never re-renders anything.
 
 use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RecordKind {
+    /// `body` is a manifest.
+    #[default]
+    Update,
+    /// `body` is a `rollBackToEmbedded` directive; `createdAt` is its commitTime.
+    RollBackToEmbedded,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Update => "update",
+            RecordKind::RollBackToEmbedded => "rollBackToEmbedded",
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -12,15 +31,22 @@ pub struct UpdateRecord {
     pub platform: String,
     pub runtime_version: String,
     pub channel: String,
+    #[serde(default)]
+    pub kind: RecordKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_commit: Option<String>,
-    /// The exact manifest part body clients receive.
-    pub manifest: String,
-    /// Padded standard base64 RSA signature over `manifest`, made by the publisher.
+    /// The update this one republishes (rollback, promote, delete-promotes-previous).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republished_from: Option<String>,
+    /// The exact part body clients receive (manifest or directive).
+    pub body: String,
+    /// Padded standard base64 RSA signature over `body`, made by the publisher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     pub launch_asset_bytes: u64,
     pub file_count: u32,
     pub total_bytes: u64,

@@ -24,6 +24,11 @@ pub enum Route {
     ListUpdates,
     /// `DELETE /api/updates/:slug/:platform/:runtimeVersion`
     DeleteRuntime { target: Target },
+    /// `GET /api/updates/:slug/:platform/:runtimeVersion/:id` — one record, body included.
+    GetUpdate { target: Target, id: String },
+    /// `DELETE /api/updates/:slug/:platform/:runtimeVersion/:id` — delete one update (the
+    /// previous one is promoted when it was current).
+    DeleteUpdate { target: Target, id: String },
 }
 
 impl Route {
@@ -92,6 +97,12 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             allow("DELETE")?;
             Ok(Route::DeleteRuntime { target: target(slug, platform, rv)? })
         }
+        ["api", "updates", slug, platform, rv, id] => {
+            allow("GET, DELETE")?;
+            let target = target(slug, platform, rv)?;
+            let id = crate::id::normalize_uuid(id).ok_or_else(|| ApiError::bad_request("update id must be a UUID"))?;
+            Ok(if method == "GET" { Route::GetUpdate { target, id } } else { Route::DeleteUpdate { target, id } })
+        }
         _ => Err(ApiError::not_found("no such route")),
     }
 }
@@ -157,6 +168,11 @@ mod tests {
         );
         assert_eq!(parse("GET", "/api/updates").unwrap(), Route::ListUpdates);
         assert_eq!(parse("DELETE", "/api/updates/demo-app/ios/1.0.3").unwrap(), Route::DeleteRuntime { target: t("demo-app", Platform::Ios, "1.0.3") });
+        let id = "0f8d2a8e-0000-4000-8000-000000000001";
+        assert_eq!(parse("GET", &format!("/api/updates/demo-app/ios/1.0.3/{id}")).unwrap(), Route::GetUpdate { target: t("demo-app", Platform::Ios, "1.0.3"), id: id.into() });
+        assert_eq!(parse("DELETE", &format!("/api/updates/demo-app/ios/1.0.3/{}", id.to_uppercase())).unwrap(), Route::DeleteUpdate { target: t("demo-app", Platform::Ios, "1.0.3"), id: id.into() });
+        assert_eq!(parse("DELETE", "/api/updates/demo-app/ios/1.0.3/nope").unwrap_err().status, 400);
+        assert_eq!(parse("PUT", &format!("/api/updates/demo-app/ios/1.0.3/{id}")).unwrap_err().allow, Some("GET, DELETE"));
     }
 
     #[test]

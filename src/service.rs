@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::hash;
 use crate::layout::Target;
 use crate::manifest;
-use crate::record::UpdateRecord;
+use crate::record::{RecordKind, UpdateRecord};
 use crate::store::{list_all, Condition, ObjectMeta, ObjectStore, PutOptions};
 use crate::{time, validate};
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +22,8 @@ pub struct Ctx<'a> {
     pub origin: &'a str,
     pub now_ms: u64,
     pub limits: Limits,
+    /// 16 random bytes (ids of server-made republishes).
+    pub random: &'a dyn Fn() -> [u8; 16],
 }
 
 impl Ctx<'_> {
@@ -38,6 +40,17 @@ pub async fn current<S: ObjectStore>(store: &S, t: &Target, channel: &str) -> Re
     }
 }
 
+/// One stored record (manifest or directive body included), for rollback and promote.
+pub async fn get_record<S: ObjectStore>(store: &S, t: &Target, id: &str) -> Result<UpdateRecord, ApiError> {
+    if !crate::id::is_canonical_uuid(id) {
+        return Err(ApiError::bad_request("update id must be a lowercase UUID"));
+    }
+    match store.get(&t.record_key(id)).await? {
+        Some((_, bytes)) => UpdateRecord::from_json(&bytes),
+        None => Err(ApiError::not_found(format!("no update {id} for {} {} runtimeVersion {}", t.slug, t.platform, t.runtime_version))),
+    }
+}
+
 pub async fn prepare<S: ObjectStore>(store: &S, t: &Target, req: &PrepareRequest, ctx: &Ctx<'_>) -> Result<PrepareResponse, ApiError> {
     if req.files.len() > ctx.limits.max_files_per_update {
         return Err(too_many_files(req.files.len(), ctx.limits));
@@ -48,11 +61,10 @@ pub async fn prepare<S: ObjectStore>(store: &S, t: &Target, req: &PrepareRequest
     let present: BTreeSet<String> = list_all(store, &t.files_prefix()).await?.into_iter().map(|o| o.key).collect();
     let mut seen = BTreeSet::new();
     let missing = req.files.iter().filter(|f| seen.insert(*f) && !present.contains(&t.file_key(f))).cloned().collect();
-    let latest = records(store, t).await?.into_iter().map(|(_, created)| created).max();
     Ok(PrepareResponse {
         missing,
         asset_base_url: ctx.asset_base_url(t),
-        latest_created_at: latest.map(time::format_millis),
+        latest_created_at: latest_created(store, t).await?.map(time::format_millis),
         max_file_bytes: ctx.limits.max_file_bytes,
     })
 }
@@ -61,22 +73,33 @@ fn too_many_files(n: usize, limits: Limits) -> ApiError {
     ApiError::too_large(format!("update names {n} files; the limit (MAX_FILES_PER_UPDATE) is {}", limits.max_files_per_update))
 }
 
-/// `(update id, createdAt ms)` of every record of a runtime, from list metadata alone.
-async fn records<S: ObjectStore>(store: &S, t: &Target) -> Result<Vec<(String, u64)>, ApiError> {
-    Ok(list_all(store, &t.records_prefix())
-        .await?
-        .into_iter()
-        .filter_map(|o| {
-            let id = o.key.rsplit('/').next()?.strip_suffix(".json")?.to_string();
-            Some((id, o.custom.get("createdAt").and_then(|c| time::parse_millis(c))?))
-        })
-        .collect())
+/// Every record of a runtime with its list metadata (no record is opened).
+async fn records<S: ObjectStore>(store: &S, t: &Target) -> Result<Vec<RecordMeta>, ApiError> {
+    Ok(list_all(store, &t.records_prefix()).await?.into_iter().filter_map(RecordMeta::from_object).collect())
 }
 
-/// Makes a published manifest current. Order matters for atomicity: every file is verified,
-/// then the immutable record is written, and only then does the channel pointer move, with a
-/// conditional write against the version read. A publish that dies at any step leaves the
-/// previous update served.
+struct RecordMeta {
+    id: String,
+    created_ms: u64,
+    channel: String,
+}
+
+impl RecordMeta {
+    fn from_object(o: ObjectMeta) -> Option<Self> {
+        let id = o.key.rsplit('/').next()?.strip_suffix(".json")?.to_string();
+        let created_ms = o.custom.get("createdAt").and_then(|c| time::parse_millis(c))?;
+        let channel = o.custom.get("channel").cloned().unwrap_or_default();
+        Some(Self { id, created_ms, channel })
+    }
+}
+
+/// createdAt must grow strictly per slug/platform/runtime, across channels.
+async fn latest_created<S: ObjectStore>(store: &S, t: &Target) -> Result<Option<u64>, ApiError> {
+    Ok(records(store, t).await?.into_iter().map(|r| r.created_ms).max())
+}
+
+/// Makes a published manifest, or a `rollBackToEmbedded` directive, current. Every file the
+/// manifest names is verified first; then [`install`] writes the record and moves the pointer.
 pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, ctx: &Ctx<'_>) -> Result<CommitResponse, ApiError> {
     let channel = validate::channel(req.channel.as_deref().unwrap_or(DEFAULT_CHANNEL))?.to_string();
     if req.message.as_ref().is_some_and(|m| m.chars().count() > 1000 || m.contains('\0')) {
@@ -90,16 +113,67 @@ pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, c
             return Err(ApiError::bad_request("signature must be padded standard base64"));
         }
     }
-    let (m, files) = manifest::validate_published(&req.manifest, &t.runtime_version, &ctx.asset_base_url(t), ctx.limits.max_files_per_update)?;
-    let created_ms = time::parse_millis(&m.created_at).expect("validated");
-    if created_ms > ctx.now_ms + MAX_CLOCK_SKEW_MS {
-        return Err(ApiError::unprocessable(format!("createdAt {} is in the future; check this machine's clock", m.created_at)));
+    if req.key_id.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128 || !k.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')) {
+        return Err(ApiError::bad_request("keyId must be 1-128 printable characters without quotes"));
     }
+    if req.republished_from.as_ref().is_some_and(|r| !crate::id::is_canonical_uuid(r)) {
+        return Err(ApiError::bad_request("republishedFrom must be an update id"));
+    }
+    let mut record = UpdateRecord {
+        id: String::new(),
+        created_at: String::new(),
+        slug: t.slug.clone(),
+        platform: t.platform.to_string(),
+        runtime_version: t.runtime_version.clone(),
+        channel: channel.clone(),
+        kind: RecordKind::Update,
+        message: req.message,
+        git_commit: req.git_commit,
+        republished_from: req.republished_from,
+        body: String::new(),
+        signature: req.signature,
+        key_id: req.key_id,
+        launch_asset_bytes: 0,
+        file_count: 0,
+        total_bytes: 0,
+        files: Vec::new(),
+    };
+    let created_ms = match (req.directive, req.manifest.is_empty()) {
+        (Some(directive), true) => {
+            let commit_ms = manifest::validate_rollback_directive(&directive)?;
+            // The directive has no id; derive a stable one for its record.
+            let seed = hash::sha256(format!("{}{channel}\n{directive}", t.prefix()).as_bytes());
+            record.id = crate::id::uuid_v4(seed[..16].try_into().expect("16 bytes"));
+            record.kind = RecordKind::RollBackToEmbedded;
+            record.body = directive;
+            commit_ms
+        }
+        (None, false) => {
+            let (m, files) = manifest::validate_published(&req.manifest, &t.runtime_version, &channel, &ctx.asset_base_url(t), ctx.limits.max_files_per_update)?;
+            let sizes = verify_files(store, t, &files).await?;
+            record.id = m.id.clone();
+            record.launch_asset_bytes = sizes.values().filter(|(_, l)| *l).map(|(s, _)| s).sum();
+            record.file_count = sizes.len() as u32;
+            record.total_bytes = sizes.values().map(|(s, _)| s).sum();
+            record.files = sizes.keys().cloned().collect();
+            record.body = req.manifest;
+            time::parse_millis(&m.created_at).expect("validated")
+        }
+        _ => return Err(ApiError::bad_request("send exactly one of manifest or directive")),
+    };
+    if created_ms > ctx.now_ms + MAX_CLOCK_SKEW_MS {
+        return Err(ApiError::unprocessable(format!("createdAt {} is in the future; check this machine's clock", time::format_millis(created_ms))));
+    }
+    record.created_at = time::format_millis(created_ms);
+    install(store, t, record).await
+}
 
-    // Every named file must be stored, whole and with the bytes its hash and key promise.
+/// Every named file must be stored, whole and with the bytes its hash and key promise.
+/// Returns sha256 hex → (size, is launch asset).
+async fn verify_files<S: ObjectStore>(store: &S, t: &Target, files: &[manifest::RequiredFile]) -> Result<BTreeMap<String, (u64, bool)>, ApiError> {
     let mut sizes = BTreeMap::new();
     let mut missing = Vec::new();
-    for f in &files {
+    for f in files {
         let hex = hash::hex(&f.sha256);
         match store.head(&t.file_key(&hex)).await? {
             None => missing.push(hex),
@@ -112,38 +186,29 @@ pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, c
     if !missing.is_empty() {
         return Err(ApiError::unprocessable(format!("{} file(s) named by the manifest are not uploaded: {}", missing.len(), missing.join(", "))));
     }
+    Ok(sizes)
+}
 
-    let pointer_key = t.channel_key(&channel);
+/// The atomic tail of every publish: createdAt strictly newer than anything in the runtime, the
+/// immutable record written create-only, and only then the channel pointer moved with a
+/// conditional write against the version read. A publish that dies at any step leaves the
+/// previous update served.
+async fn install<S: ObjectStore>(store: &S, t: &Target, record: UpdateRecord) -> Result<CommitResponse, ApiError> {
+    let pointer_key = t.channel_key(&record.channel);
     let previous = store.head(&pointer_key).await?;
-    for (id, created) in records(store, t).await? {
-        if id == m.id {
-            return Err(ApiError::conflict(format!("update {id} already exists")));
+    let created_ms = time::parse_millis(&record.created_at).expect("formatted");
+    for r in records(store, t).await? {
+        if r.id == record.id {
+            return Err(ApiError::conflict(format!("update {} already exists", r.id)));
         }
-        if created >= created_ms {
+        if r.created_ms >= created_ms {
             return Err(ApiError::conflict(format!(
                 "createdAt {} is not later than {} already published for this runtime; clients only take strictly newer updates",
-                m.created_at,
-                time::format_millis(created)
+                record.created_at,
+                time::format_millis(r.created_ms)
             )));
         }
     }
-
-    let record = UpdateRecord {
-        id: m.id.clone(),
-        created_at: m.created_at.clone(),
-        slug: t.slug.clone(),
-        platform: t.platform.to_string(),
-        runtime_version: t.runtime_version.clone(),
-        channel: channel.clone(),
-        message: req.message,
-        git_commit: req.git_commit,
-        manifest: req.manifest,
-        signature: req.signature,
-        launch_asset_bytes: sizes.values().filter(|(_, l)| *l).map(|(s, _)| s).sum(),
-        file_count: sizes.len() as u32,
-        total_bytes: sizes.values().map(|(s, _)| s).sum(),
-        files: sizes.keys().cloned().collect(),
-    };
     let json = record.to_json().into_bytes();
     let custom = record_metadata(&record);
     let record_key = t.record_key(&record.id);
@@ -163,10 +228,11 @@ pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, c
     Ok(CommitResponse {
         id: record.id,
         created_at: record.created_at,
+        kind: record.kind,
         slug: record.slug,
         platform: record.platform,
         runtime_version: record.runtime_version,
-        channel,
+        channel: record.channel,
         launch_asset_bytes: record.launch_asset_bytes,
         file_count: record.file_count,
         total_bytes: record.total_bytes,
@@ -184,6 +250,67 @@ fn verify_file(meta: &ObjectMeta, f: &manifest::RequiredFile) -> Result<(), ApiE
     Ok(())
 }
 
+/// Deletes one update. When it is what its channel serves, the previous update of that channel
+/// is republished first (new id and createdAt, so devices switch to it), or a rollBackToEmbedded
+/// directive is installed when none is left. Files no remaining update names go with it.
+pub async fn delete_update<S: ObjectStore>(store: &S, t: &Target, id: &str, ctx: &Ctx<'_>) -> Result<DeleteUpdateResponse, ApiError> {
+    let doomed = get_record(store, t, id).await?;
+    let serving = current(store, t, &doomed.channel).await?.is_some_and(|c| c.id == doomed.id);
+    let mut promoted = None;
+    if serving {
+        let all = records(store, t).await?;
+        let created_ms = all.iter().map(|r| r.created_ms).max().unwrap_or(0).saturating_add(1).max(ctx.now_ms);
+        let previous = all.iter().filter(|r| r.channel == doomed.channel && r.id != doomed.id).max_by_key(|r| r.created_ms);
+        let mut record = match previous {
+            Some(p) => {
+                let prev = get_record(store, t, &p.id).await?;
+                republished(&prev, t, created_ms, ctx)?
+            }
+            None => UpdateRecord {
+                kind: RecordKind::RollBackToEmbedded,
+                body: manifest::Directive::roll_back_to_embedded(created_ms).render(),
+                files: vec![],
+                launch_asset_bytes: 0,
+                file_count: 0,
+                total_bytes: 0,
+                republished_from: None,
+                ..doomed.clone()
+            },
+        };
+        record.created_at = time::format_millis(created_ms);
+        record.signature = None;
+        record.key_id = None;
+        record.message = Some(format!("promoted after deleting {}", doomed.id));
+        if record.kind == RecordKind::RollBackToEmbedded {
+            record.id = crate::id::uuid_v4((ctx.random)());
+        }
+        promoted = Some(install(store, t, record).await?);
+    }
+    store.delete(&[t.record_key(&doomed.id)]).await?;
+    let mut still_named = BTreeSet::new();
+    for r in records(store, t).await? {
+        still_named.extend(get_record(store, t, &r.id).await?.files);
+    }
+    let orphans: Vec<String> = doomed.files.iter().filter(|f| !still_named.contains(*f)).map(|f| t.file_key(f)).collect();
+    for chunk in orphans.chunks(1000) {
+        store.delete(chunk).await?;
+    }
+    Ok(DeleteUpdateResponse { deleted: doomed.id, deleted_files: orphans.len() as u64, promoted })
+}
+
+/// A stored update as a new record: same files, new id and createdAt, URLs under today's origin.
+fn republished(prev: &UpdateRecord, t: &Target, created_ms: u64, ctx: &Ctx<'_>) -> Result<UpdateRecord, ApiError> {
+    let id = crate::id::uuid_v4((ctx.random)());
+    let body = match prev.kind {
+        RecordKind::Update => {
+            let m: manifest::Manifest = serde_json::from_str(&prev.body).map_err(|e| ApiError::internal(format!("stored manifest unreadable: {e}")))?;
+            manifest::republish(&m, id.clone(), created_ms, &prev.channel, &ctx.asset_base_url(t)).render()
+        }
+        RecordKind::RollBackToEmbedded => manifest::Directive::roll_back_to_embedded(created_ms).render(),
+    };
+    Ok(UpdateRecord { id, body, republished_from: Some(prev.id.clone()), ..prev.clone() })
+}
+
 /// What listing needs, kept in R2 custom metadata so `list` never opens a record.
 fn record_metadata(r: &UpdateRecord) -> BTreeMap<String, String> {
     let mut m = BTreeMap::from([
@@ -194,7 +321,14 @@ fn record_metadata(r: &UpdateRecord) -> BTreeMap<String, String> {
         ("fileCount".to_string(), r.file_count.to_string()),
         ("totalBytes".to_string(), r.total_bytes.to_string()),
         ("signed".to_string(), r.signature.is_some().to_string()),
+        ("kind".to_string(), r.kind.as_str().to_string()),
     ]);
+    if let Some(c) = &r.git_commit {
+        m.insert("gitCommit".into(), c.clone());
+    }
+    if let Some(f) = &r.republished_from {
+        m.insert("republishedFrom".into(), f.clone());
+    }
     if let Some(msg) = &r.message {
         // Custom metadata is size-limited; the full message stays in the record.
         m.insert("message".into(), msg.chars().take(200).collect());
@@ -232,6 +366,10 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
                         id,
                         created_at: c.get("createdAt").cloned().unwrap_or_default(),
                         channel: c.get("channel").cloned().unwrap_or_default(),
+                        kind: if c.get("kind").map(String::as_str) == Some("rollBackToEmbedded") { RecordKind::RollBackToEmbedded } else { RecordKind::Update },
+                        signed: c.get("signed").map(String::as_str) == Some("true"),
+                        git_commit: c.get("gitCommit").cloned(),
+                        republished_from: c.get("republishedFrom").cloned(),
                         launch_asset_bytes: num("launchAssetBytes"),
                         file_count: num("fileCount") as u32,
                         total_bytes: num("totalBytes"),
@@ -306,7 +444,11 @@ mod tests {
         Target { slug: "demo-app".into(), platform: Platform::Ios, runtime_version: "1.0.3".into() }
     }
     fn ctx(now_ms: u64) -> Ctx<'static> {
-        Ctx { origin: "https://ota.example.com", now_ms, limits: Limits::default() }
+        Ctx { origin: "https://ota.example.com", now_ms, limits: Limits::default(), random: &rand16 }
+    }
+    fn rand16() -> [u8; 16] {
+        static N: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        [N.fetch_add(1, std::sync::atomic::Ordering::SeqCst); 16]
     }
     fn manifest(files: &[(&[u8], &str)], created_ms: u64) -> String {
         let t = target();
@@ -317,7 +459,7 @@ mod tests {
             runtime_version: "1.0.3",
             launch_asset: entry(&files[0]),
             assets: files[1..].iter().map(entry).collect(),
-            metadata: BTreeMap::new(),
+            metadata: crate::manifest::channel_metadata("production"),
             expo_client: None,
             asset_base_url: &ctx(0).asset_base_url(&t),
         })
@@ -353,7 +495,7 @@ mod tests {
             }
             let c = commit(&s, &t, req(&body), &ctx(1_000)).await.unwrap();
             assert_eq!((c.file_count, c.total_bytes, c.launch_asset_bytes), (2, 9, 6));
-            assert_eq!(current(&s, &t, "production").await.unwrap().unwrap().manifest, body);
+            assert_eq!(current(&s, &t, "production").await.unwrap().unwrap().body, body);
             // Older or equal createdAt loses; the current update is untouched.
             let older = manifest(&files, 999);
             assert_eq!(commit(&s, &t, req(&older), &ctx(1_000)).await.unwrap_err().status, 409);
@@ -364,6 +506,66 @@ mod tests {
             let p = prepare(&s, &t, &PrepareRequest { files: vec![Digests::of(b"bundle").sha256_hex(), Digests::of(b"new").sha256_hex()] }, &ctx(1)).await.unwrap();
             assert_eq!(p.missing, vec![Digests::of(b"new").sha256_hex()]);
             assert_eq!(p.latest_created_at.as_deref(), Some("1970-01-01T00:00:01.000Z"));
+        });
+    }
+
+    #[test]
+    fn delete_update_promotes_previous_and_collects_files() {
+        pollster::block_on(async {
+            let s = MemoryStore::new();
+            let t = target();
+            let req = |b: String| CommitRequest { manifest: b, ..Default::default() };
+            let v1: [(&[u8], &str); 2] = [(b"bundle1", "bundle"), (b"shared", "png")];
+            let v2: [(&[u8], &str); 2] = [(b"bundle2", "bundle"), (b"shared", "png")];
+            for (b, _) in v1.iter().chain(&v2) {
+                s.put_file(&t.file_key(&Digests::of(b).sha256_hex()), b, "x");
+            }
+            let c1 = commit(&s, &t, req(manifest(&v1, 1_000)), &ctx(1_000)).await.unwrap();
+            let c2 = commit(&s, &t, req(manifest(&v2, 2_000)), &ctx(2_000)).await.unwrap();
+
+            // Deleting the current update republishes the previous one, newer than both.
+            let d = delete_update(&s, &t, &c2.id, &ctx(3_000)).await.unwrap();
+            let p = d.promoted.expect("promoted");
+            assert_ne!(p.id, c1.id);
+            assert_eq!(p.created_at, "1970-01-01T00:00:03.000Z");
+            let now = current(&s, &t, "production").await.unwrap().unwrap();
+            assert_eq!((now.id.as_str(), now.republished_from.as_deref()), (p.id.as_str(), Some(c1.id.as_str())));
+            let m: crate::manifest::Manifest = serde_json::from_str(&now.body).unwrap();
+            assert_eq!((m.id.as_str(), m.created_at.as_str()), (p.id.as_str(), "1970-01-01T00:00:03.000Z"));
+            // bundle2 is named by nothing left; the shared asset stays.
+            assert_eq!(d.deleted_files, 1);
+            assert!(s.bytes(&t.file_key(&Digests::of(b"bundle2").sha256_hex())).is_none());
+            assert!(s.bytes(&t.file_key(&Digests::of(b"shared").sha256_hex())).is_some());
+
+            // Deleting a non-current update moves nothing.
+            let d = delete_update(&s, &t, &c1.id, &ctx(4_000)).await.unwrap();
+            assert!(d.promoted.is_none());
+            assert_eq!(d.deleted_files, 0, "the republished copy still names its files");
+
+            // Deleting the last one falls back to rollBackToEmbedded.
+            let d = delete_update(&s, &t, &p.id, &ctx(5_000)).await.unwrap();
+            assert_eq!(d.promoted.unwrap().kind, RecordKind::RollBackToEmbedded);
+            let now = current(&s, &t, "production").await.unwrap().unwrap();
+            assert_eq!(now.body, r#"{"type":"rollBackToEmbedded","parameters":{"commitTime":"1970-01-01T00:00:05.000Z"}}"#);
+            assert_eq!(d.deleted_files, 2);
+            assert_eq!(delete_update(&s, &t, &c1.id, &ctx(6_000)).await.unwrap_err().status, 404);
+        });
+    }
+
+    #[test]
+    fn rollback_directive_commits() {
+        pollster::block_on(async {
+            let s = MemoryStore::new();
+            let t = target();
+            let d = crate::manifest::Directive::roll_back_to_embedded(1_000).render();
+            let c = commit(&s, &t, CommitRequest { directive: Some(d.clone()), channel: Some("staging".into()), ..Default::default() }, &ctx(1_000)).await.unwrap();
+            assert_eq!(c.kind, RecordKind::RollBackToEmbedded);
+            assert_eq!(current(&s, &t, "staging").await.unwrap().unwrap().body, d);
+            assert!(current(&s, &t, "production").await.unwrap().is_none());
+            // Both bodies at once, or neither, is a client error.
+            let both = CommitRequest { directive: Some(d), manifest: "{}".into(), ..Default::default() };
+            assert_eq!(commit(&s, &t, both, &ctx(2_000)).await.unwrap_err().status, 400);
+            assert_eq!(commit(&s, &t, CommitRequest::default(), &ctx(2_000)).await.unwrap_err().status, 400);
         });
     }
 

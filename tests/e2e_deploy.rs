@@ -6,7 +6,6 @@ mod util;
 use expo_ota::hash::Digests;
 use expo_ota::manifest::{self, FileEntry, ManifestInput};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use util::*;
 
 /// One platform of an export, as (export path, bytes, ext).
@@ -39,7 +38,7 @@ fn render(files: &[(String, Vec<u8>, String)], base: &str, created_ms: u64) -> S
         runtime_version: "1.0.3",
         launch_asset: entry(&files[0]),
         assets: files[1..].iter().map(entry).collect(),
-        metadata: BTreeMap::new(),
+        metadata: manifest::channel_metadata("production"),
         expo_client: None,
         asset_base_url: base,
     })
@@ -72,7 +71,7 @@ fn deploy_routes_need_the_admin_token() {
     assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).status, 200);
 
     // Without the secret, deploy operations are refused, never open.
-    let open = Server::start_with(ServerOptions { admin_token: None, vars: vec![] });
+    let open = Server::start_with(ServerOptions { admin_token: None, ..Default::default() });
     for (m, p) in &cases {
         let e = http(m, &open.url(p), &[("authorization", "Bearer ")], None).assert_error(503);
         assert!(e.contains("ADMIN_TOKEN"), "{e}");

@@ -18,13 +18,20 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
-static BUILD: Once = Once::new();
+static WORKER: Once = Once::new();
+static CLI: Once = Once::new();
 
-/// Builds the Worker bundle and the CLI once per test binary (both are no-ops when fresh).
-fn ensure_built() {
-    BUILD.call_once(|| {
+/// Builds the Worker bundle once per test binary (a no-op when fresh).
+fn ensure_worker_built() {
+    WORKER.call_once(|| {
         let out = Command::new("bash").arg("scripts/build-worker.sh").current_dir(root()).output().expect("run build-worker.sh");
         assert!(out.status.success(), "worker build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+/// Builds the CLI once per test binary, only for tests that run it.
+fn ensure_cli_built() {
+    CLI.call_once(|| {
         let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "publish-cli"]).current_dir(root()).status().expect("cargo build").success();
         assert!(ok, "publish-cli build failed");
     });
@@ -40,11 +47,13 @@ pub struct Server {
 pub struct ServerOptions {
     pub admin_token: Option<String>,
     pub vars: Vec<(&'static str, String)>,
+    /// PEM for the CODE_SIGNING_PRIVATE_KEY secret.
+    pub signing_key: Option<String>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { admin_token: Some(format!("test-{}", id::uuid_v4(rand16()))), vars: vec![] }
+        Self { admin_token: Some(format!("test-{}", id::uuid_v4(rand16()))), vars: vec![], signing_key: None }
     }
 }
 
@@ -56,12 +65,18 @@ impl Server {
     /// Runs wrangler dev from a config in a temp dir, so no developer `.dev.vars` leaks in and
     /// each server has its own R2 directory and secrets.
     pub fn start_with(opts: ServerOptions) -> Server {
-        ensure_built();
+        ensure_worker_built();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("wrangler.toml"), test_config(&opts.vars)).unwrap();
+        let mut dev_vars = String::new();
         if let Some(t) = &opts.admin_token {
-            std::fs::write(dir.path().join(".dev.vars"), format!("ADMIN_TOKEN={t}\n")).unwrap();
+            dev_vars.push_str(&format!("ADMIN_TOKEN={t}\n"));
         }
+        if let Some(pem) = &opts.signing_key {
+            // dotenv: a double-quoted value turns \n into newlines.
+            dev_vars.push_str(&format!("CODE_SIGNING_PRIVATE_KEY=\"{}\"\n", pem.trim().replace('\n', "\\n")));
+        }
+        std::fs::write(dir.path().join(".dev.vars"), dev_vars).unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("wrangler.log")).unwrap();
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
@@ -235,7 +250,7 @@ pub fn cli_path() -> PathBuf {
 }
 
 pub fn run_cli(args: &[String]) -> CliOutput {
-    ensure_built();
+    ensure_cli_built();
     let out = Command::new(cli_path()).args(args).env_remove("EXPO_UPDATES_AUTH_TOKEN").stdin(Stdio::null()).output().expect("run publish-cli");
     CliOutput {
         ok: out.status.success(),
@@ -420,4 +435,36 @@ impl Server {
         let b = body.map(|v| v.to_string().into_bytes());
         http(method, &self.url(path), &[("authorization", auth.as_str()), ("content-type", "application/json")], b.as_deref())
     }
+}
+
+/// Verifies a part's `expo-signature` the way the client does: the lowercase header parsed as
+/// an SFV dictionary of strings, `alg` and the echoed `keyid` checked, and RSASSA-PKCS1-v1_5 /
+/// SHA-256 verified over the exact part bytes with the public key of a certificate that is
+/// valid now and allowed to sign code.
+pub fn verify_part_signature(part: &multipart::ParsedPart, cert_pem: &str, keyid: &str) {
+    use rsa::pkcs1v15::{Signature, VerifyingKey};
+    use rsa::signature::Verifier;
+    use x509_cert::der::{DecodePem, Encode};
+    let value = &part.headers.iter().find(|(k, _)| k == "expo-signature").unwrap_or_else(|| panic!("no lowercase expo-signature header: {:?}", part.headers)).1;
+    let dict = expo_ota::sfv::parse_dictionary(value).unwrap();
+    let get = |k: &str| match dict.iter().find(|(key, _)| key == k) {
+        Some((_, expo_ota::sfv::Item::String(s))) => s.clone(),
+        other => panic!("{k} must be a string member (iOS), got {other:?} in {value}"),
+    };
+    assert_eq!(get("alg"), "rsa-v1_5-sha256");
+    assert_eq!(get("keyid"), keyid, "keyid must echo the client's");
+    let sig = hash::base64_standard_decode(&get("sig")).expect("sig is padded standard base64");
+    let cert = x509_cert::Certificate::from_pem(cert_pem).unwrap();
+    let validity = &cert.tbs_certificate.validity;
+    let now = std::time::SystemTime::now();
+    assert!(validity.not_before.to_system_time() <= now && now <= validity.not_after.to_system_time(), "certificate not valid now");
+    let spki = cert.tbs_certificate.subject_public_key_info.to_der().unwrap();
+    let key = <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&spki).unwrap();
+    VerifyingKey::<sha2::Sha256>::new(key)
+        .verify(&part.body, &Signature::try_from(sig.as_slice()).unwrap())
+        .unwrap_or_else(|e| panic!("signature does not verify over the part bytes: {e}"));
+}
+
+pub fn codesigning(path: &str) -> String {
+    std::fs::read_to_string(fixture("codesigning").join(path)).unwrap()
 }

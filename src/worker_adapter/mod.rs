@@ -2,6 +2,7 @@
 //! bytes between the client and R2 without copying them into wasm).
 
 mod r2;
+mod signing;
 
 use crate::api::{PrepareRequest, UploadResponse};
 use crate::cache::PointerCache;
@@ -48,7 +49,7 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
     let limits = Limits::from_vars(&|n| env.var(n).ok().map(|v| v.to_string()))?;
     let public = env.var("PUBLIC_URL").ok().map(|v| v.to_string()).filter(|v| !v.is_empty());
     let origin = public.unwrap_or_else(|| url.origin().ascii_serialization()).trim_end_matches('/').to_string();
-    let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits };
+    let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits, random: &random16 };
 
     match route {
         Route::Health => json(200, &serde_json::json!({"ok": true, "service": "expo-ota", "version": env!("CARGO_PKG_VERSION")})),
@@ -56,8 +57,12 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
             let mreq = check::parse_request(url.query().unwrap_or(""), &|n| header(&req, n))?;
             let current = cached_current(&store, &mreq.target, &mreq.channel, &ctx).await?;
             let outcome = check::decide(&mreq, current.as_deref());
+            let signature = match check::needs_server_signature(&mreq, &outcome) {
+                Some(body) => signing::sign(env, body.as_bytes()).await?,
+                None => None,
+            };
             console_log!("{}", check::log_line(&mreq, &outcome));
-            reply_api(check::respond(&mreq, &outcome))
+            reply_api(check::respond(&mreq, &outcome, signature.as_deref()))
         }
         Route::Asset { target, sha256, ext, head } => asset(&req, &store, &target, &sha256, ext.as_deref(), head).await,
         Route::PublishPrepare { target } => {
@@ -85,7 +90,19 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
             invalidate(&target);
             json(200, &done?)
         }
+        Route::GetUpdate { target, id } => json(200, &service::get_record(&store, &target, &id).await?),
+        Route::DeleteUpdate { target, id } => {
+            let done = service::delete_update(&store, &target, &id, &ctx).await;
+            invalidate(&target);
+            json(200, &done?)
+        }
     }
+}
+
+fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).expect("crypto.getRandomValues");
+    b
 }
 
 thread_local! {
@@ -173,12 +190,7 @@ async fn publish_form(req: &mut Request, store: &R2Store, slug: &str, ctx: &Ctx<
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
         form.feed(store, &chunk, ctx).await?;
     }
-    let random = || {
-        let mut b = [0u8; 16];
-        getrandom::getrandom(&mut b).expect("crypto.getRandomValues");
-        b
-    };
-    json(201, &form.finish(store, ctx, &random).await?)
+    json(201, &form.finish(store, ctx).await?)
 }
 
 /// Reads a small JSON body, refusing more than `cap` bytes whatever Content-Length says.
