@@ -1,6 +1,7 @@
 //! Limits, read from Worker vars (wrangler.toml `[vars]`) with documented defaults.
 
 use crate::error::ApiError;
+pub use crate::auth::check_admin;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -12,11 +13,15 @@ pub struct Limits {
     pub max_form_bytes: u64,
     /// CHECK_CACHE_MS: how long an isolate reuses a channel pointer it read (default 1000; 0 = off).
     pub check_cache_ms: u64,
+    /// MAX_APPS_PER_TOKEN: apps one scoped token may name (default 20).
+    pub max_apps_per_token: usize,
+    /// MAX_JSON_BYTES: largest JSON request body (default 1 MiB).
+    pub max_json_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_file_bytes: 50 << 20, max_files_per_update: 2000, max_form_bytes: 32 << 20, check_cache_ms: crate::cache::DEFAULT_TTL_MS }
+        Self { max_file_bytes: 50 << 20, max_files_per_update: 2000, max_form_bytes: 32 << 20, check_cache_ms: crate::cache::DEFAULT_TTL_MS, max_apps_per_token: 20, max_json_bytes: 1 << 20 }
     }
 }
 
@@ -35,24 +40,9 @@ impl Limits {
             max_files_per_update: num("MAX_FILES_PER_UPDATE", d.max_files_per_update as u64)? as usize,
             max_form_bytes: num("MAX_FORM_BYTES", d.max_form_bytes)?,
             check_cache_ms: parse("CHECK_CACHE_MS", d.check_cache_ms, 0)?,
+            max_apps_per_token: num("MAX_APPS_PER_TOKEN", d.max_apps_per_token as u64)? as usize,
+            max_json_bytes: num("MAX_JSON_BYTES", d.max_json_bytes)?,
         })
-    }
-}
-
-/// Deploy operations need `Authorization: Bearer <ADMIN_TOKEN>`. Without a configured secret
-/// they are refused (never open); the comparison is over digests, in constant time.
-pub fn check_admin(authorization: Option<&str>, admin_token: Option<&str>) -> Result<(), ApiError> {
-    let secret = admin_token.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
-        ApiError::new(503, "deploy operations are disabled: the ADMIN_TOKEN secret is not set (wrangler secret put ADMIN_TOKEN, or .dev.vars locally)")
-    })?;
-    let given = authorization
-        .and_then(|h| h.trim().strip_prefix("Bearer ").or_else(|| h.trim().strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
-    if crate::hash::constant_time_eq_digest(given.as_bytes(), secret.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("invalid token"))
     }
 }
 
@@ -68,15 +58,5 @@ mod tests {
         assert!(Limits::from_vars(&|_| Some("lots".into())).is_err());
         assert!(Limits::from_vars(&|n| (n == "MAX_FILE_BYTES").then(|| "0".into())).is_err());
         assert_eq!(Limits::from_vars(&|n| (n == "CHECK_CACHE_MS").then(|| "0".into())).unwrap().check_cache_ms, 0);
-    }
-
-    #[test]
-    fn admin_auth() {
-        assert_eq!(check_admin(Some("Bearer s3cret"), None).unwrap_err().status, 503);
-        assert_eq!(check_admin(Some("Bearer s3cret"), Some("")).unwrap_err().status, 503);
-        assert_eq!(check_admin(None, Some("s3cret")).unwrap_err().status, 401);
-        assert_eq!(check_admin(Some("Basic s3cret"), Some("s3cret")).unwrap_err().status, 401);
-        assert_eq!(check_admin(Some("Bearer wrong"), Some("s3cret")).unwrap_err().status, 401);
-        assert!(check_admin(Some("Bearer s3cret"), Some("s3cret")).is_ok());
     }
 }

@@ -2,6 +2,8 @@
 //! Rust (host-tested), with a thin workers-rs adapter compiled only for wasm32.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod check;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod service;
 pub mod sfv;
 pub mod store;
 pub mod time;
+pub mod tokens;
 pub mod validate;
 
 #[cfg(target_arch = "wasm32")]

@@ -29,10 +29,18 @@ pub enum Route {
     /// `DELETE /api/updates/:slug/:platform/:runtimeVersion/:id` — delete one update (the
     /// previous one is promoted when it was current).
     DeleteUpdate { target: Target, id: String },
+    /// `POST /api/tokens` (ADMIN_TOKEN) — mint a scoped token.
+    CreateToken,
+    /// `GET /api/tokens` (ADMIN_TOKEN)
+    ListTokens,
+    /// `DELETE /api/tokens/:id` (ADMIN_TOKEN)
+    RevokeToken { id: String },
+    /// `GET /api/audit?slug=&since=&limit=`
+    Audit,
 }
 
 impl Route {
-    /// Deploy operations need the bearer token; reads are public.
+    /// Deploy operations need a bearer token; reads are public.
     pub fn needs_auth(&self) -> bool {
         !matches!(self, Route::Health | Route::Manifest | Route::Asset { .. })
     }
@@ -103,6 +111,15 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             let id = crate::id::normalize_uuid(id).ok_or_else(|| ApiError::bad_request("update id must be a UUID"))?;
             Ok(if method == "GET" { Route::GetUpdate { target, id } } else { Route::DeleteUpdate { target, id } })
         }
+        ["api", "tokens"] => {
+            allow("GET, POST")?;
+            Ok(if method == "POST" { Route::CreateToken } else { Route::ListTokens })
+        }
+        ["api", "tokens", id] => {
+            allow("DELETE")?;
+            Ok(Route::RevokeToken { id: id.to_string() })
+        }
+        ["api", "audit"] => allow("GET").map(|_| Route::Audit),
         _ => Err(ApiError::not_found("no such route")),
     }
 }
@@ -173,6 +190,11 @@ mod tests {
         assert_eq!(parse("DELETE", &format!("/api/updates/demo-app/ios/1.0.3/{}", id.to_uppercase())).unwrap(), Route::DeleteUpdate { target: t("demo-app", Platform::Ios, "1.0.3"), id: id.into() });
         assert_eq!(parse("DELETE", "/api/updates/demo-app/ios/1.0.3/nope").unwrap_err().status, 400);
         assert_eq!(parse("PUT", &format!("/api/updates/demo-app/ios/1.0.3/{id}")).unwrap_err().allow, Some("GET, DELETE"));
+        assert_eq!(parse("POST", "/api/tokens").unwrap(), Route::CreateToken);
+        assert_eq!(parse("GET", "/api/tokens").unwrap(), Route::ListTokens);
+        assert_eq!(parse("DELETE", "/api/tokens/0123456789abcdef").unwrap(), Route::RevokeToken { id: "0123456789abcdef".into() });
+        assert_eq!(parse("GET", "/api/audit").unwrap(), Route::Audit);
+        assert_eq!(parse("PUT", "/api/tokens").unwrap_err().allow, Some("GET, POST"));
     }
 
     #[test]

@@ -36,16 +36,18 @@ impl std::fmt::Display for Platform {
     }
 }
 
-/// Expo slugs: letters, digits, `-` and `_`.
+/// Expo slugs: letters, digits, `-` and `_`, starting with a letter or digit (so no slug can
+/// reach the server's own `_system/` prefix).
 pub fn slug(s: &str) -> Result<&str, ApiError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_SLUG_LEN
+        && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
     if ok {
         Ok(s)
     } else {
         Err(ApiError::bad_request(format!(
-            "invalid slug {:?}: use 1-{MAX_SLUG_LEN} letters, digits, '-' or '_'",
+            "invalid slug {:?}: use 1-{MAX_SLUG_LEN} letters, digits, '-' or '_', starting with a letter or digit",
             truncate(s)
         )))
     }
@@ -102,7 +104,7 @@ mod tests {
     fn slugs() {
         assert!(slug("demo-app").is_ok());
         assert!(slug("utility_app2").is_ok());
-        for bad in ["", "..", "a/b", "demo-app/../x", "a\\b", "a%2fb", "a.b", "a b", &"x".repeat(65)] {
+        for bad in ["", "..", "_system", "-x", "a/b", "demo-app/../x", "a\\b", "a%2fb", "a.b", "a b", &"x".repeat(65)] {
             let e = slug(bad).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
         }

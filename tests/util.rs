@@ -118,9 +118,15 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("wrangler.log")).unwrap_or_default()
     }
 
-    /// Every object in the simulated R2 bucket as `(key, etag)`, read from miniflare's object
-    /// table. Equal fingerprints mean nothing was written or deleted.
+    /// Every object in the simulated R2 bucket as `key etag`, read from miniflare's object
+    /// table, except the audit log (which records rejected operations too). Equal fingerprints
+    /// mean no app data or token was written or deleted.
     pub fn state_fingerprint(&self) -> Vec<String> {
+        self.objects().into_iter().filter(|k| !k.starts_with("_system/audit/")).collect()
+    }
+
+    /// Every object, audit log included.
+    pub fn objects(&self) -> Vec<String> {
         let dir = self.dir.path().join("state/v3/r2/miniflare-R2BucketObject");
         let script = concat!(
             "import sqlite3, sys, glob\n",

@@ -4,13 +4,16 @@
 mod r2;
 mod signing;
 
-use crate::api::{PrepareRequest, UploadResponse};
+use crate::api::{CommitRequest, FormPublishResponse, PrepareRequest, UploadResponse};
+use crate::audit::{self, AuditEntry};
+use crate::auth::{self, Action, Principal};
+use crate::{time, tokens, validate};
 use crate::cache::PointerCache;
 use crate::record::UpdateRecord;
 use std::cell::RefCell;
 use std::rc::Rc;
 use crate::check::{self, Reply};
-use crate::config::{self, Limits};
+use crate::config::Limits;
 use crate::error::ApiError;
 use crate::formpublish::{self, FormPublish};
 use crate::layout::Target;
@@ -41,20 +44,17 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
     let url = req.url().map_err(internal)?;
     let method = req.method().to_string();
     let route = route::parse(&method, url.path())?;
-    if route.needs_auth() {
-        let token = env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string());
-        config::check_admin(header(&req, "authorization").as_deref(), token.as_deref())?;
-    }
     let store = R2Store(env.bucket(BUCKET).map_err(internal)?);
     let limits = Limits::from_vars(&|n| env.var(n).ok().map(|v| v.to_string()))?;
     let public = env.var("PUBLIC_URL").ok().map(|v| v.to_string()).filter(|v| !v.is_empty());
     let origin = public.unwrap_or_else(|| url.origin().ascii_serialization()).trim_end_matches('/').to_string();
     let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits, random: &random16 };
+    let query = url.query().unwrap_or("");
 
     match route {
         Route::Health => json(200, &serde_json::json!({"ok": true, "service": "expo-ota", "version": env!("CARGO_PKG_VERSION")})),
         Route::Manifest => {
-            let mreq = check::parse_request(url.query().unwrap_or(""), &|n| header(&req, n))?;
+            let mreq = check::parse_request(query, &|n| header(&req, n))?;
             let current = cached_current(&store, &mreq.target, &mreq.channel, &ctx).await?;
             let outcome = check::decide(&mreq, current.as_deref());
             let signature = match check::needs_server_signature(&mreq, &outcome) {
@@ -65,37 +65,166 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
             reply_api(check::respond(&mreq, &outcome, signature.as_deref()))
         }
         Route::Asset { target, sha256, ext, head } => asset(&req, &store, &target, &sha256, ext.as_deref(), head).await,
-        Route::PublishPrepare { target } => {
-            let body: PrepareRequest = read_json(&mut req, 1 << 20).await?;
-            json(200, &service::prepare(&store, &target, &body, &ctx).await?)
+        deploy_route => {
+            let who = authenticate(&req, env, &store, &ctx).await?;
+            rate_limit(env, &who).await?;
+            deploy(deploy_route, &who, &mut req, query, &store, &ctx).await
         }
-        Route::UploadFile { target, sha256 } => upload(&req, &store, &target, &sha256, &ctx).await,
+    }
+}
+
+/// ADMIN_TOKEN, or a scoped token looked up by its id and checked against its digest.
+async fn authenticate(req: &Request, env: &Env, store: &R2Store, ctx: &Ctx<'_>) -> std::result::Result<Principal, ApiError> {
+    let admin = env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string());
+    let admin = auth::admin_secret(admin.as_deref())?;
+    let authorization = header(req, "authorization");
+    let given = auth::bearer(authorization.as_deref())?;
+    if auth::is_admin(given, admin) {
+        return Ok(Principal::Admin);
+    }
+    let id = auth::token_id(given).ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+    let found = tokens::lookup(store, id).await?;
+    let etag = found.as_ref().map(|(_, e)| e.clone());
+    let record = auth::verify_token(given, found.map(|(r, _)| r), ctx.now_ms)?;
+    if let Some(etag) = etag {
+        // Coarse "last used": at most one write per token per hour.
+        tokens::touch(store, record.clone(), etag, ctx.now_ms).await?;
+    }
+    Ok(Principal::Token(record))
+}
+
+/// Deploy operations are rate limited per credential by the DEPLOY_RATE_LIMITER binding (when
+/// configured); manifest and asset reads never are.
+async fn rate_limit(env: &Env, who: &Principal) -> std::result::Result<(), ApiError> {
+    let Ok(limiter) = env.rate_limiter("DEPLOY_RATE_LIMITER") else { return Ok(()) };
+    let key = who.actor().0;
+    match limiter.limit(key).await {
+        Ok(o) if !o.success => Err(ApiError::new(429, "too many deploy requests for this token; retry in a minute (DEPLOY_RATE_LIMITER)")),
+        _ => Ok(()),
+    }
+}
+
+async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, store: &R2Store, ctx: &Ctx<'_>) -> std::result::Result<Response, ApiError> {
+    let cap = ctx.limits.max_json_bytes as usize;
+    match route {
+        Route::PublishPrepare { target } => {
+            auth::authorize(who, Action::Publish, Some(&target.slug))?;
+            let body: PrepareRequest = read_json(req, cap).await?;
+            json(200, &service::prepare(store, &target, &body, ctx).await?)
+        }
+        Route::UploadFile { target, sha256 } => {
+            auth::authorize(who, Action::Publish, Some(&target.slug))?;
+            upload(req, store, &target, &sha256, ctx).await
+        }
         Route::PublishCommit { target } => {
-            let body = read_json(&mut req, 1 << 20).await?;
-            let done = service::commit(&store, &target, body, &ctx).await;
+            let body: CommitRequest = read_json(req, cap).await?;
+            let (action, name) = match (&body.directive, &body.republished_from) {
+                (Some(_), _) => (Action::Rollback, "rollback-to-embedded"),
+                (None, Some(_)) => (Action::Rollback, "republish"),
+                (None, None) => (Action::Publish, "publish"),
+            };
+            let mut entry = AuditEntry::new(who, name).target(&target);
+            entry.channel = Some(body.channel.clone().unwrap_or_else(|| check::DEFAULT_CHANNEL.into()));
+            let done = match auth::authorize(who, action, Some(&target.slug)) {
+                Ok(()) => service::commit(store, &target, body, ctx).await,
+                Err(e) => Err(e),
+            };
             invalidate(&target);
+            entry.update_ids = done.iter().map(|c| c.id.clone()).collect();
+            audited(store, entry, &done, 201, ctx).await;
             json(201, &done?)
         }
         Route::PublishForm { slug } => {
-            let done = publish_form(&mut req, &store, &slug, &ctx).await;
+            let mut entry = AuditEntry::new(who, "publish");
+            entry.slug = Some(slug.clone());
+            let done = match auth::authorize(who, Action::Publish, Some(&slug)) {
+                Ok(()) => publish_form(req, store, &slug, ctx).await,
+                Err(e) => Err(e),
+            };
             POINTERS.with(|c| c.borrow_mut().invalidate_prefix(&format!("{slug}/")));
-            done
+            if let Ok(r) = &done {
+                entry.update_ids = r.updates.iter().map(|u| u.id.clone()).collect();
+                entry.runtime_version = r.updates.first().map(|u| u.runtime_version.clone());
+                entry.channel = r.updates.first().map(|u| u.channel.clone());
+            }
+            audited(store, entry, &done, 201, ctx).await;
+            json(201, &done?)
         }
         Route::ListUpdates => {
-            let slug = route::query_param(url.query().unwrap_or(""), "slug").ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
-            json(200, &service::list(&store, &slug).await?)
+            let slug = route::query_param(query, "slug").ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
+            auth::authorize(who, Action::Read, Some(&slug))?;
+            json(200, &service::list(store, &slug).await?)
+        }
+        Route::GetUpdate { target, id } => {
+            auth::authorize(who, Action::Read, Some(&target.slug))?;
+            json(200, &service::get_record(store, &target, &id).await?)
         }
         Route::DeleteRuntime { target } => {
-            let done = service::delete_runtime(&store, &target).await;
+            let entry = AuditEntry::new(who, "delete-runtime").target(&target);
+            let done = match auth::authorize(who, Action::Delete, Some(&target.slug)) {
+                Ok(()) => service::delete_runtime(store, &target).await,
+                Err(e) => Err(e),
+            };
             invalidate(&target);
+            audited(store, entry, &done, 200, ctx).await;
             json(200, &done?)
         }
-        Route::GetUpdate { target, id } => json(200, &service::get_record(&store, &target, &id).await?),
         Route::DeleteUpdate { target, id } => {
-            let done = service::delete_update(&store, &target, &id, &ctx).await;
+            let mut entry = AuditEntry::new(who, "delete-update").target(&target);
+            let done = match auth::authorize(who, Action::Delete, Some(&target.slug)) {
+                Ok(()) => service::delete_update(store, &target, &id, ctx).await,
+                Err(e) => Err(e),
+            };
             invalidate(&target);
+            entry.update_ids = std::iter::once(id).chain(done.iter().filter_map(|d| d.promoted.as_ref().map(|p| p.id.clone()))).collect();
+            audited(store, entry, &done, 200, ctx).await;
             json(200, &done?)
         }
+        Route::CreateToken => {
+            let mut entry = AuditEntry::new(who, "token-create");
+            let done = match auth::authorize(who, Action::Admin, None) {
+                Ok(()) => tokens::create(store, read_json(req, cap).await?, ctx).await,
+                Err(e) => Err(e),
+            };
+            entry.token_id = done.as_ref().ok().map(|t| t.info.id.clone());
+            audited(store, entry, &done, 201, ctx).await;
+            json(201, &done?)
+        }
+        Route::ListTokens => {
+            auth::authorize(who, Action::Admin, None)?;
+            json(200, &tokens::list(store).await?)
+        }
+        Route::RevokeToken { id } => {
+            let mut entry = AuditEntry::new(who, "token-revoke");
+            entry.token_id = Some(id.chars().take(16).collect());
+            let done = match auth::authorize(who, Action::Admin, None) {
+                Ok(()) => tokens::revoke(store, &id, ctx.now_ms).await,
+                Err(e) => Err(e),
+            };
+            audited(store, entry, &done, 200, ctx).await;
+            json(200, &done?)
+        }
+        Route::Audit => {
+            let slug = route::query_param(query, "slug");
+            match &slug {
+                Some(s) => auth::authorize(who, Action::Read, Some(validate::slug(s)?))?,
+                None => auth::authorize(who, Action::Admin, None)?,
+            }
+            let since = match route::query_param(query, "since") {
+                Some(s) => time::parse_millis(&s).ok_or_else(|| ApiError::bad_request("since must be YYYY-MM-DDTHH:mm:ss.sssZ"))?,
+                None => 0,
+            };
+            let limit = route::query_param(query, "limit").map(|l| l.parse::<usize>().map_err(|_| ApiError::bad_request("limit must be a number"))).transpose()?.unwrap_or(100).clamp(1, 1000);
+            json(200, &audit::list(store, slug.as_deref(), since, limit).await?)
+        }
+        Route::Health | Route::Manifest | Route::Asset { .. } => unreachable!("public routes are handled before authentication"),
+    }
+}
+
+/// Appends the audit entry; a failed audit write is logged but does not undo the operation.
+async fn audited<T>(store: &R2Store, entry: AuditEntry, done: &std::result::Result<T, ApiError>, ok_status: u16, ctx: &Ctx<'_>) {
+    if let Err(e) = audit::append(store, entry.result(done, ok_status), ctx).await {
+        console_error!("{}", serde_json::json!({"event": "audit_write_failed", "error": e.message}));
     }
 }
 
@@ -176,7 +305,7 @@ async fn upload(req: &Request, store: &R2Store, t: &Target, sha256: &str, ctx: &
     json(201, &UploadResponse { sha256: sha256.into(), size: obj.size(), stored: true })
 }
 
-async fn publish_form(req: &mut Request, store: &R2Store, slug: &str, ctx: &Ctx<'_>) -> std::result::Result<Response, ApiError> {
+async fn publish_form(req: &mut Request, store: &R2Store, slug: &str, ctx: &Ctx<'_>) -> std::result::Result<FormPublishResponse, ApiError> {
     let ct = header(req, "content-type").unwrap_or_default();
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Err(ApiError::new(415, "expected a multipart/form-data body"));
@@ -190,7 +319,7 @@ async fn publish_form(req: &mut Request, store: &R2Store, slug: &str, ctx: &Ctx<
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
         form.feed(store, &chunk, ctx).await?;
     }
-    json(201, &form.finish(store, ctx).await?)
+    form.finish(store, ctx).await
 }
 
 /// Reads a small JSON body, refusing more than `cap` bytes whatever Content-Length says.
