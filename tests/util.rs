@@ -49,11 +49,13 @@ pub struct ServerOptions {
     pub vars: Vec<(&'static str, String)>,
     /// PEM for the CODE_SIGNING_PRIVATE_KEY secret.
     pub signing_key: Option<String>,
+    /// Deploy requests per minute per credential (DEPLOY_RATE_LIMITER).
+    pub deploy_rate_limit: Option<u32>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { admin_token: Some(format!("test-{}", id::uuid_v4(rand16()))), vars: vec![], signing_key: None }
+        Self { admin_token: Some(format!("test-{}", id::uuid_v4(rand16()))), vars: vec![], signing_key: None, deploy_rate_limit: None }
     }
 }
 
@@ -67,7 +69,11 @@ impl Server {
     pub fn start_with(opts: ServerOptions) -> Server {
         ensure_worker_built();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("wrangler.toml"), test_config(&opts.vars)).unwrap();
+        let mut config = test_config(&opts.vars);
+        if let Some(n) = opts.deploy_rate_limit {
+            config = config.replace("simple = { limit = 600, period = 60 }", &format!("simple = {{ limit = {n}, period = 60 }}"));
+        }
+        std::fs::write(dir.path().join("wrangler.toml"), config).unwrap();
         let mut dev_vars = String::new();
         if let Some(t) = &opts.admin_token {
             dev_vars.push_str(&format!("ADMIN_TOKEN={t}\n"));
