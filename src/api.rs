@@ -68,6 +68,10 @@ pub struct CommitResponse {
     pub launch_asset_bytes: u64,
     pub file_count: u32,
     pub total_bytes: u64,
+    #[serde(default)]
+    pub signed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republished_from: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

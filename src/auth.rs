@@ -85,7 +85,7 @@ pub struct TokenRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     Admin,
-    Token(TokenRecord),
+    Token(Box<TokenRecord>),
 }
 
 impl Principal {
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn authorization_by_scope_and_app() {
-        let p = Principal::Token(token(vec![Scope::Publish, Scope::Read], &["demo-app"], false));
+        let p = Principal::Token(Box::new(token(vec![Scope::Publish, Scope::Read], &["demo-app"], false)));
         assert!(authorize(&p, Action::Publish, Some("demo-app")).is_ok());
         assert!(authorize(&p, Action::Read, Some("demo-app")).is_ok());
         assert_eq!(authorize(&p, Action::Publish, Some("utility-app")).unwrap_err().status, 403);
@@ -247,7 +247,7 @@ mod tests {
         assert_eq!(authorize(&p, Action::Rollback, Some("demo-app")).unwrap_err().status, 403);
         assert_eq!(authorize(&p, Action::Admin, None).unwrap_err().status, 403);
         assert_eq!(authorize(&p, Action::Read, None).unwrap_err().status, 403);
-        let all = Principal::Token(token(vec![Scope::Read], &[], true));
+        let all = Principal::Token(Box::new(token(vec![Scope::Read], &[], true)));
         assert!(authorize(&all, Action::Read, Some("anything")).is_ok());
         assert!(authorize(&all, Action::Read, None).is_ok());
         assert!(authorize(&Principal::Admin, Action::Admin, None).is_ok());

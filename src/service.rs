@@ -23,7 +23,7 @@ pub struct Ctx<'a> {
     pub now_ms: u64,
     pub limits: Limits,
     /// 16 random bytes (ids of server-made republishes).
-    pub random: &'a dyn Fn() -> [u8; 16],
+    pub random: &'a (dyn Fn() -> [u8; 16] + Sync),
 }
 
 impl Ctx<'_> {
@@ -226,6 +226,8 @@ async fn install<S: ObjectStore>(store: &S, t: &Target, record: UpdateRecord) ->
         return Err(ApiError::conflict("another publish to this channel finished first; run the publish again"));
     }
     Ok(CommitResponse {
+        signed: record.signature.is_some(),
+        republished_from: record.republished_from,
         id: record.id,
         created_at: record.created_at,
         kind: record.kind,

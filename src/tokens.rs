@@ -211,7 +211,7 @@ mod tests {
             assert_eq!(id, c.info.id);
             let (r, etag) = lookup(&s, id).await.unwrap().unwrap();
             let r = verify_token(&c.token, Some(r), 2000).unwrap();
-            assert!(authorize(&Principal::Token(r.clone()), Action::Publish, Some("demo-app")).is_ok());
+            assert!(authorize(&Principal::Token(Box::new(r.clone())), Action::Publish, Some("demo-app")).is_ok());
             assert!(verify_token(&c.token, Some(r.clone()), 86_400_000 + 1000).is_err(), "expired after a day");
 
             // Coarse last-use: one write per hour at most.

@@ -175,7 +175,7 @@ fn hostile_requests_get_4xx_json_and_change_nothing() {
     let chunked = format!("PUT /api/files/demo-app/ios/1.0.3/{other_sha} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nother\r\n0\r\n\r\n");
     let answer = raw(&s, chunked.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
-    let smuggled = format!("GET /api/manifest?slug=demo-app HTTP/1.1\r\nHost: x\r\nexpo-platform: ios\r\nexpo-runtime-version: 1.0.3\r\nexpo-channel-name: prod\rX-Evil: 1\r\nConnection: close\r\n\r\n");
+    let smuggled = "GET /api/manifest?slug=demo-app HTTP/1.1\r\nHost: x\r\nexpo-platform: ios\r\nexpo-runtime-version: 1.0.3\r\nexpo-channel-name: prod\rX-Evil: 1\r\nConnection: close\r\n\r\n";
     let answer = raw(&s, smuggled.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 4"), "a bare CR in a header must be refused: {answer}");
 

@@ -18,8 +18,12 @@ pub enum Command {
     Publish(PublishArgs),
     /// List published updates of an app.
     List(ListArgs),
-    /// Delete everything published for one platform + runtime version.
+    /// Delete one update (--update-id), or everything published for one platform + runtime version.
     Delete(DeleteArgs),
+    /// Serve an earlier update again (republished with a new id), or roll back to the embedded update.
+    Rollback(RollbackArgs),
+    /// Republish a channel's current update onto another channel (same files, nothing uploaded).
+    Promote(PromoteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -33,6 +37,18 @@ pub struct ServerArgs {
     /// Print one JSON object on stdout instead of human output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Publisher-side code signing. Only the signature is sent; the key never leaves this machine.
+#[derive(Debug, Args)]
+pub struct SigningArgs {
+    /// RSA private key (PEM, PKCS#1 or PKCS#8, unencrypted) to sign the manifest or directive
+    /// with, e.g. the keys/private-key.pem of `npx expo-updates codesigning:generate`.
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    /// The keyid the app's codeSigningMetadata names.
+    #[arg(long, default_value = "main", value_parser = parse_key_id, requires = "private_key")]
+    pub key_id: String,
 }
 
 #[derive(Debug, Args)]
@@ -55,8 +71,10 @@ pub struct PublishArgs {
     #[arg(long, value_parser = parse_channel)]
     pub channel: Option<String>,
     /// Free-text note stored with the update.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_message)]
     pub message: Option<String>,
+    #[command(flatten)]
+    pub signing: SigningArgs,
     /// Commit hash to record; by default `git rev-parse HEAD` next to the export dir.
     #[arg(long)]
     pub git_commit: Option<String>,
@@ -88,9 +106,67 @@ pub struct DeleteArgs {
     pub platform: Platform,
     #[arg(long, value_parser = parse_runtime_version)]
     pub runtime_version: String,
-    /// Confirm the deletion (required: it removes every update and file of that runtime).
+    /// Delete only this update. When it is what its channel serves, the previous update of that
+    /// channel is served instead (re-signed with --private-key, else republished unsigned by the server).
+    #[arg(long, value_parser = parse_update_id)]
+    pub update_id: Option<String>,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    /// Confirm deleting a whole runtime (every update and file of it); not needed with --update-id.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// App slug (the `slug` of app.json; part of the app's updates.url).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    /// Roll back only this platform (default: every platform with updates for the runtime).
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// Runtime version whose channel is rolled back.
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: String,
+    /// Channel to roll back.
+    #[arg(long, default_value = "production", value_parser = parse_channel)]
+    pub channel: String,
+    /// Serve this update again (default: the one published before the channel's current update).
+    #[arg(long, value_parser = parse_update_id)]
+    pub to: Option<String>,
+    /// Make devices run the update embedded in their build (a rollBackToEmbedded directive).
+    #[arg(long, conflicts_with = "to")]
+    pub to_embedded: bool,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    /// Note stored with the new update (default: `rollback to <id>`).
+    #[arg(long, value_parser = parse_message)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// App slug (the `slug` of app.json; part of the app's updates.url).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    /// Promote only this platform (default: every platform with updates for the runtime).
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// Runtime version whose update is promoted.
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: String,
+    /// Channel whose current update is promoted.
+    #[arg(long, value_parser = parse_channel)]
+    pub from: String,
+    /// Channel that serves it afterwards.
+    #[arg(long, value_parser = parse_channel)]
+    pub to: String,
+    #[command(flatten)]
+    pub signing: SigningArgs,
 }
 
 /// Strips trailing slashes so paths can be appended; requires an http(s) URL without a query.
@@ -120,6 +196,26 @@ fn parse_runtime_version(s: &str) -> Result<String, String> {
 
 fn parse_channel(s: &str) -> Result<String, String> {
     validate::channel(s).map(str::to_string).map_err(|e| e.message)
+}
+
+/// The server's limit, checked before anything is hashed or sent.
+fn parse_message(s: &str) -> Result<String, String> {
+    if s.chars().count() > 1000 || s.contains('\0') {
+        return Err("must be at most 1000 characters, without NUL".into());
+    }
+    Ok(s.to_string())
+}
+
+fn parse_update_id(s: &str) -> Result<String, String> {
+    expo_ota::id::normalize_uuid(s).ok_or_else(|| format!("{s:?} is not an update id (a UUID)"))
+}
+
+/// What the server stores and what an `expo-signature` sf-string can carry.
+fn parse_key_id(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 128 || !s.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\') {
+        return Err("must be 1-128 printable ASCII characters without spaces, quotes or backslashes".into());
+    }
+    Ok(s.to_string())
 }
 
 #[cfg(test)]
@@ -173,6 +269,49 @@ mod tests {
         let Command::Delete(d) = cli.command else { panic!("not delete") };
         assert_eq!((d.platform, d.runtime_version.as_str(), d.yes), (Platform::Android, "2.0.0", true));
         assert!(Cli::try_parse_from(["publish-cli", "delete", "--server", "https://x.example", "--slug", "demo-app", "--platform", "android"]).is_err());
+    }
+
+    #[test]
+    fn parses_rollback_promote_and_signing() {
+        let base = ["publish-cli", "rollback", "--server", "https://x.example", "--slug", "demo-app", "--runtime-version", "1.0.3"];
+        let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
+        let Command::Rollback(r) = with(&[]).unwrap().command else { panic!("not rollback") };
+        assert_eq!((r.channel.as_str(), r.to.as_deref(), r.to_embedded, r.platform), ("production", None, false, None));
+        assert_eq!((r.signing.private_key.as_deref(), r.signing.key_id.as_str()), (None, "main"));
+        let id = "0F8D2A8E-0000-4000-8000-000000000001";
+        let Command::Rollback(r) = with(&["--to", id, "--platform", "ios", "--private-key", "k.pem", "--key-id", "prod-2024", "--channel", "staging"]).unwrap().command else { panic!() };
+        assert_eq!(r.to.as_deref(), Some("0f8d2a8e-0000-4000-8000-000000000001"), "ids are normalised");
+        assert_eq!((r.signing.private_key.unwrap().to_str(), r.signing.key_id.as_str(), r.channel.as_str()), (Some("k.pem"), "prod-2024", "staging"));
+        assert!(with(&["--to", id, "--to-embedded"]).is_err());
+        assert!(with(&["--to", "nope"]).is_err());
+        assert!(with(&["--key-id", "main"]).is_err(), "--key-id needs --private-key");
+        for bad in ["a b", "a\"b", ""] {
+            assert!(with(&["--private-key", "k", "--key-id", bad]).is_err(), "{bad:?}");
+        }
+        assert!(with(&["--message", &"x".repeat(1001)]).is_err());
+
+        let Command::Promote(p) = Cli::try_parse_from([
+            "publish-cli", "promote", "--server", "https://x.example", "--slug", "demo-app", "--runtime-version", "1.0.3", "--from", "staging", "--to", "production",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not promote")
+        };
+        assert_eq!((p.from.as_str(), p.to.as_str()), ("staging", "production"));
+        assert!(Cli::try_parse_from(["publish-cli", "promote", "--server", "https://x.example", "--slug", "a", "--runtime-version", "1", "--from", "staging"]).is_err());
+
+        let Command::Delete(d) = Cli::try_parse_from([
+            "publish-cli", "delete", "--server", "https://x.example", "--slug", "a", "--platform", "ios", "--runtime-version", "1", "--update-id", id, "--private-key", "k.pem",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not delete")
+        };
+        assert_eq!((d.update_id.as_deref(), d.yes), (Some("0f8d2a8e-0000-4000-8000-000000000001"), false));
+        let Command::Publish(p) = Cli::try_parse_from(["publish-cli", "publish", "--server", "https://x", "--slug", "a", "--export-dir", "d", "--private-key", "k.pem"]).unwrap().command else { panic!() };
+        assert_eq!(p.signing.key_id, "main");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use expo_ota::export::{content_type_for_ext, parse_metadata, ExpoConfig};
 use expo_ota::hash::{hermes_version, Digests, FileHasher};
 use expo_ota::manifest::{self, FileEntry, Manifest, ManifestInput};
 use expo_ota::validate::{self, Platform};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -82,14 +82,15 @@ impl PlatformExport {
     }
 
     /// The manifest for this platform, rendered by the core exactly as the server validates it.
-    pub fn manifest(&self, id: String, created_at_ms: u64, runtime_version: &str, config: Option<&ExpoConfig>, asset_base_url: &str) -> Manifest {
+    /// `metadata.channel` names the channel it is published to (the server requires it).
+    pub fn manifest(&self, id: String, created_at_ms: u64, runtime_version: &str, channel: &str, config: Option<&ExpoConfig>, asset_base_url: &str) -> Manifest {
         manifest::build(ManifestInput {
             id,
             created_at_ms,
             runtime_version,
             launch_asset: FileEntry { digests: self.bundle.digests, ext: "bundle".into() },
             assets: self.assets.iter().map(LocalFile::entry).collect(),
-            metadata: BTreeMap::new(),
+            metadata: manifest::channel_metadata(channel),
             expo_client: config.map(|c| c.raw.clone()),
             asset_base_url,
         })
@@ -310,9 +311,11 @@ pub mod tests {
         let e = read(&fixture("demo-app-v1"), None).unwrap();
         let base = "https://ota.example.com/api/assets/demo-app/ios/1.0.3";
         let ios = &e.platforms[0];
-        let m = ios.manifest(id::uuid_v4([9; 16]), 1_714_566_896_789, "1.0.3", e.config.as_ref(), base);
+        let m = ios.manifest(id::uuid_v4([9; 16]), 1_714_566_896_789, "1.0.3", "staging", e.config.as_ref(), base);
         let body = m.render();
-        let (parsed, files) = validate_published(&body, "1.0.3", base, 2000).unwrap();
+        let (parsed, files) = validate_published(&body, "1.0.3", "staging", base, 2000).unwrap();
+        assert_eq!(parsed.metadata["channel"], "staging");
+        assert!(validate_published(&body, "1.0.3", "production", base, 2000).is_err());
         assert_eq!(parsed.launch_asset.hash, "BovrwjGmW2ANn0bAAqk0QCDY2DLHOqX2Vd_Cz-q9MLc");
         assert_eq!(parsed.launch_asset.file_extension, ".bundle");
         assert_eq!(files.len(), 7);

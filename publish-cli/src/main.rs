@@ -3,11 +3,15 @@
 
 mod auth;
 mod cli;
+mod commit;
 mod export;
 mod manage;
 mod printer;
 mod publish;
+mod rollback;
+mod sign;
 mod upload;
+mod verify;
 
 #[cfg(test)]
 mod testserver;
@@ -36,6 +40,14 @@ fn main() -> ExitCode {
             Command::Delete(a) => {
                 let out = Printer::new(a.server.json);
                 manage::delete(a, &out).await
+            }
+            Command::Rollback(a) => {
+                let out = Printer::new(a.server.json);
+                rollback::rollback(a, &out).await
+            }
+            Command::Promote(a) => {
+                let out = Printer::new(a.server.json);
+                rollback::promote(a, &out).await
             }
         }
     });

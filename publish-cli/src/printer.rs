@@ -2,6 +2,8 @@
 //! carries exactly one JSON object so scripts can parse it, and nothing else is printed there.
 
 use crate::export::{LocalFile, PlatformExport};
+use expo_ota::api::CommitResponse;
+use expo_ota::record::RecordKind;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -36,6 +38,10 @@ pub struct UpdateReport {
     /// `null` in a dry run: nothing was committed.
     pub id: Option<String>,
     pub created_at: Option<String>,
+    /// `null` in a dry run.
+    pub channel: Option<String>,
+    /// True when the manifest was committed with a signature made by --private-key.
+    pub signed: bool,
     pub uploaded_files: usize,
     pub uploaded_bytes: u64,
     /// Files the server already had.
@@ -53,6 +59,53 @@ pub struct PublishReport {
     pub updates: Vec<UpdateReport>,
     pub dry_run: bool,
     pub manifest_url: String,
+}
+
+/// What a channel serves after rollback, promote or delete: one per platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MovedReport {
+    pub platform: String,
+    pub runtime_version: String,
+    pub channel: String,
+    pub id: String,
+    pub created_at: String,
+    pub kind: RecordKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub republished_from: Option<String>,
+    pub signed: bool,
+}
+
+impl MovedReport {
+    /// What the server made current by itself (delete without a key): always unsigned.
+    pub fn from_server(c: &CommitResponse) -> Self {
+        Self {
+            platform: c.platform.clone(),
+            runtime_version: c.runtime_version.clone(),
+            channel: c.channel.clone(),
+            id: c.id.clone(),
+            created_at: c.created_at.clone(),
+            kind: c.kind,
+            republished_from: None,
+            signed: false,
+        }
+    }
+
+    pub fn line(&self) -> String {
+        let what = match (self.kind, &self.republished_from) {
+            (RecordKind::RollBackToEmbedded, _) => format!("rolls back to the embedded update (directive {}, commitTime {})", self.id, self.created_at),
+            (RecordKind::Update, Some(from)) => format!("serves {} (createdAt {}), republished from {from}", self.id, self.created_at),
+            (RecordKind::Update, None) => format!("serves {} (createdAt {})", self.id, self.created_at),
+        };
+        format!("{} {} {}: now {what}, {}", self.platform, self.runtime_version, self.channel, if self.signed { "signed" } else { "unsigned" })
+    }
+}
+
+/// `rollback` and `promote` with `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MovedList {
+    pub slug: String,
+    pub updates: Vec<MovedReport>,
 }
 
 pub struct Printer {
@@ -118,6 +171,8 @@ impl Printer {
         self.line(format!("published {} update {}", r.platform, r.id.as_deref().unwrap_or("?")));
         self.line(format!("  createdAt       {}", r.created_at.as_deref().unwrap_or("?")));
         self.line(format!("  runtimeVersion  {}", r.runtime_version));
+        self.line(format!("  channel         {}", r.channel.as_deref().unwrap_or("?")));
+        self.line(format!("  signed          {}", if r.signed { "yes" } else { "no" }));
         self.line(format!(
             "  uploaded        {} file(s), {} ({} already on the server; update is {})",
             r.uploaded_files, HumanBytes(r.uploaded_bytes), r.skipped_files, HumanBytes(r.total_bytes)
@@ -138,6 +193,8 @@ mod tests {
             runtime_version: "2.0.0".into(),
             id: None,
             created_at: None,
+            channel: None,
+            signed: false,
             uploaded_files: 0,
             uploaded_bytes: 0,
             skipped_files: 0,
@@ -149,12 +206,36 @@ mod tests {
         let v = serde_json::to_value(PublishReport { updates: vec![r], dry_run: true, manifest_url: "u".into() }).unwrap();
         assert_eq!(v["dryRun"], true);
         let u = &v["updates"][0];
-        for k in ["platform", "runtimeVersion", "id", "createdAt", "uploadedFiles", "uploadedBytes", "skippedFiles", "totalBytes", "launchAsset", "wouldUpload"] {
+        for k in ["platform", "runtimeVersion", "id", "createdAt", "channel", "signed", "uploadedFiles", "uploadedBytes", "skippedFiles", "totalBytes", "launchAsset", "wouldUpload"] {
             assert!(u.get(k).is_some(), "{k}");
         }
         assert_eq!(u["launchAsset"]["kind"], "hermes bytecode v96");
         assert_eq!(u["launchAsset"]["hash"], "1_r2KCDxDoP-07alKp77j-BlZsSLZ8k1oo9VNznGPUU");
         assert_eq!(u["launchAsset"]["bytes"], 1_762_697);
         assert_eq!(u["wouldUpload"][0]["sha256"], "00");
+    }
+
+    #[test]
+    fn moved_report_shape_and_line() {
+        let mut r = MovedReport {
+            platform: "ios".into(),
+            runtime_version: "1.0.3".into(),
+            channel: "production".into(),
+            id: "b".into(),
+            created_at: "2024-05-01T12:34:56.789Z".into(),
+            kind: RecordKind::Update,
+            republished_from: Some("a".into()),
+            signed: true,
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"platform": "ios", "runtimeVersion": "1.0.3", "channel": "production", "id": "b", "createdAt": "2024-05-01T12:34:56.789Z", "kind": "update", "republishedFrom": "a", "signed": true})
+        );
+        assert_eq!(r.line(), "ios 1.0.3 production: now serves b (createdAt 2024-05-01T12:34:56.789Z), republished from a, signed");
+        (r.kind, r.republished_from, r.signed) = (RecordKind::RollBackToEmbedded, None, false);
+        assert!(serde_json::to_value(&r).unwrap().get("republishedFrom").is_none());
+        assert_eq!(serde_json::to_value(&r).unwrap()["kind"], "rollBackToEmbedded");
+        assert!(r.line().contains("now rolls back to the embedded update") && r.line().ends_with("unsigned"));
     }
 }

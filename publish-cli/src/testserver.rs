@@ -91,7 +91,9 @@ async fn serve(mut sock: TcpStream, st: &State, origin: &str) {
             r.headers.push(("retry-after", "0".into()));
             r
         }
-        None => handle(&method, path, query, &headers, body, st, origin).await.unwrap_or_else(|e| Reply::error(&e)),
+        // `Ctx` holds a non-`Sync` `&dyn Fn`, so the handler cannot be held across an await of
+        // this `Send` task; the memory store's futures are ready at once, so block on them here.
+        None => pollster::block_on(handle(&method, path, query, &headers, body, st, origin)).unwrap_or_else(|e| Reply::error(&e)),
     };
     let mut out = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n", reply.status, reply.body.len());
     for (k, v) in &reply.headers {
@@ -117,13 +119,16 @@ async fn handle(method: &str, path: &str, query: &str, headers: &BTreeMap<String
         check_admin(headers.get("authorization").map(String::as_str), Some(TOKEN))?;
     }
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    let ctx = Ctx { origin, now_ms, limits: Limits::default() };
+    let random = || crate::commit::random_bytes().unwrap();
+    let ctx = Ctx { origin, now_ms, limits: Limits::default(), random: &random };
     let store = &st.store;
     Ok(match route {
         Route::Manifest => {
             let req = check::parse_request(query, &|n| headers.get(n).cloned())?;
             let current = service::current(store, &req.target, &req.channel).await?;
-            check::respond(&req, &check::decide(&req, current.as_ref()))
+            // The double holds no server key, like a Worker without CODE_SIGNING_PRIVATE_KEY: only
+            // publisher signatures are served, and an unsigned update asked to be signed is a 406.
+            check::respond(&req, &check::decide(&req, current.as_ref()), None)
         }
         Route::PublishPrepare { target } => json(200, &service::prepare(store, &target, &parse::<PrepareRequest>(&body)?, &ctx).await?),
         Route::PublishCommit { target } => json(201, &service::commit(store, &target, parse(&body)?, &ctx).await?),
@@ -132,6 +137,8 @@ async fn handle(method: &str, path: &str, query: &str, headers: &BTreeMap<String
             json(200, &service::list(store, &slug).await?)
         }
         Route::DeleteRuntime { target } => json(200, &service::delete_runtime(store, &target).await?),
+        Route::GetUpdate { target, id } => json(200, &service::get_record(store, &target, &id).await?),
+        Route::DeleteUpdate { target, id } => json(200, &service::delete_update(store, &target, &id, &ctx).await?),
         Route::UploadFile { target, sha256 } => {
             let up = service::upload_headers(&|n| headers.get(n).cloned(), &ctx.limits)?;
             let key = target.file_key(&sha256);
@@ -155,8 +162,14 @@ mod tests {
     use crate::cli::{Cli, Command};
     use crate::export::tests::fixture;
     use crate::printer::{Printer, PublishReport};
-    use crate::{manage, publish};
+    use crate::sign::tests::{private_key_path, verifies};
+    use crate::upload::Client;
+    use crate::{manage, publish, rollback};
     use clap::Parser;
+    use expo_ota::layout::Target;
+    use expo_ota::manifest::{Directive, Manifest};
+    use expo_ota::record::{RecordKind, UpdateRecord};
+    use expo_ota::validate::Platform;
 
     fn cli(args: &[&str]) -> Command {
         Cli::try_parse_from(std::iter::once("publish-cli").chain(args.iter().copied())).unwrap().command
@@ -323,5 +336,225 @@ mod tests {
         let Command::Delete(d) = cli(&[&base[..], &["--yes"]].concat()) else { unreachable!() };
         let err = format!("{:#}", manage::delete(d, &Printer::new(true)).await.unwrap_err());
         assert!(err.contains("HTTP 404"), "{err}");
+    }
+
+    /// Runs a rollback, promote or delete command with the token and `--json`.
+    async fn run(args: &[&str]) -> anyhow::Result<()> {
+        let all: Vec<&str> = args.iter().copied().chain(["--auth-token", TOKEN, "--json"]).collect();
+        let out = Printer::new(true);
+        match cli(&all) {
+            Command::Rollback(a) => rollback::rollback(a, &out).await,
+            Command::Promote(a) => rollback::promote(a, &out).await,
+            Command::Delete(a) => manage::delete(a, &out).await,
+            other => unreachable!("{other:?}"),
+        }
+    }
+
+    fn key() -> String {
+        private_key_path().to_str().unwrap().to_string()
+    }
+
+    fn target(slug: &str, platform: Platform, rv: &str) -> Target {
+        Target { slug: slug.into(), platform, runtime_version: rv.into() }
+    }
+
+    async fn current(server: &Server, t: &Target, channel: &str) -> UpdateRecord {
+        service::current(&server.state.store, t, channel).await.unwrap().expect("a current update")
+    }
+
+    fn manifest_of(r: &UpdateRecord) -> Manifest {
+        serde_json::from_str(&r.body).unwrap()
+    }
+
+    fn assert_signed(r: &UpdateRecord) {
+        assert_eq!(r.key_id.as_deref(), Some("main"));
+        assert!(verifies(r.body.as_bytes(), r.signature.as_deref().expect("signed")), "signature over the stored body");
+    }
+
+    const EXPECT_MAIN: &str = r#"sig, keyid="main", alg="rsa-v1_5-sha256""#;
+
+    #[tokio::test]
+    async fn signed_publish_stores_and_serves_the_publishers_signature() {
+        let server = start().await;
+        let k = key();
+        let r = publish(&server, "demo-app-v1", "demo-app", &["--private-key", &k]).await.unwrap();
+        assert!(r.updates.iter().all(|u| u.signed && u.channel.as_deref() == Some("production")));
+        for p in [Platform::Ios, Platform::Android] {
+            let rec = current(&server, &target("demo-app", p, "1.0.3"), "production").await;
+            assert_signed(&rec);
+            assert_eq!(manifest_of(&rec).metadata["channel"], "production");
+        }
+        // The commit carried only the signature; verification asked for it as a signing device does.
+        let checks = seen(&server, "GET", "/api/manifest");
+        assert_eq!(checks.len(), 2);
+        assert!(checks.iter().all(|c| c.headers["expo-expect-signature"] == EXPECT_MAIN));
+        let list = Client::new(&server.url, TOKEN.into()).unwrap().list("demo-app").await.unwrap();
+        assert!(list.runtimes.iter().all(|rt| rt.updates[0].signed));
+
+        // Unsigned publishes do not ask for a signature (the double, like a keyless Worker, would refuse).
+        publish(&server, "demo-app-v2", "demo-app", &["--platform", "ios"]).await.unwrap();
+        assert!(!seen(&server, "GET", "/api/manifest")[2].headers.contains_key("expo-expect-signature"));
+        assert!(current(&server, &target("demo-app", Platform::Ios, "1.0.3"), "production").await.signature.is_none());
+        // A key that cannot be read fails before anything is sent.
+        let before = server.state.seen.lock().unwrap().len();
+        let err = format!("{:#}", publish(&server, "demo-app-v2", "demo-app", &["--private-key", "/nonexistent.pem"]).await.unwrap_err());
+        assert!(err.contains("--private-key /nonexistent.pem"), "{err}");
+        assert_eq!(server.state.seen.lock().unwrap().len(), before);
+    }
+
+    #[tokio::test]
+    async fn rollback_republishes_the_previous_update() {
+        let server = start().await;
+        let v1 = publish(&server, "demo-app-v1", "demo-app", &[]).await.unwrap();
+        let v2 = publish(&server, "demo-app-v2", "demo-app", &[]).await.unwrap();
+        let uploads = seen(&server, "PUT", "/api/files/").len();
+        let base = ["rollback", "--server", &server.url, "--slug", "demo-app", "--runtime-version", "1.0.3"];
+        let k = key();
+        run(&[&base[..], &["--private-key", &k]].concat()).await.unwrap();
+        assert_eq!(seen(&server, "PUT", "/api/files/").len(), uploads, "nothing is re-uploaded");
+        for (a, b) in v1.updates.iter().zip(&v2.updates) {
+            let t = target("demo-app", Platform::parse(&a.platform).unwrap(), "1.0.3");
+            let now = current(&server, &t, "production").await;
+            let old = a.id.clone().unwrap();
+            assert!(now.id != old && now.id != b.id.clone().unwrap());
+            assert!(now.created_at > b.created_at.clone().unwrap(), "newer than what devices run");
+            assert_eq!(now.republished_from.as_deref(), Some(old.as_str()));
+            assert_eq!(now.message, Some(format!("rollback to {old}")));
+            let m = manifest_of(&now);
+            assert_eq!((m.id.as_str(), m.created_at.as_str()), (now.id.as_str(), now.created_at.as_str()));
+            assert_eq!(m.launch_asset.hash, a.launch_asset.hash);
+            assert_eq!(now.files, Client::new(&server.url, TOKEN.into()).unwrap().get_update(&t, &old).await.unwrap().files);
+            assert_signed(&now);
+        }
+        let checks = seen(&server, "GET", "/api/manifest");
+        assert!(checks[4..].iter().all(|c| c.headers["expo-channel-name"] == "production" && c.headers["expo-expect-signature"] == EXPECT_MAIN));
+
+        // --to an explicit update touches only its platform; an unknown id fails.
+        let ios = target("demo-app", Platform::Ios, "1.0.3");
+        let android_before = current(&server, &target("demo-app", Platform::Android, "1.0.3"), "production").await;
+        let v2_ios = v2.updates[0].id.clone().unwrap();
+        run(&[&base[..], &["--to", &v2_ios.to_uppercase(), "--message", "back to v2"]].concat()).await.unwrap();
+        let now = current(&server, &ios, "production").await;
+        assert_eq!((now.republished_from.as_deref(), now.message.as_deref()), (Some(v2_ios.as_str()), Some("back to v2")));
+        assert!(now.signature.is_none());
+        assert_eq!(current(&server, &target("demo-app", Platform::Android, "1.0.3"), "production").await, android_before);
+        let err = format!("{:#}", run(&[&base[..], &["--to", "0f8d2a8e-0000-4000-8000-000000000001"]].concat()).await.unwrap_err());
+        assert!(err.contains("is not published"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rollback_to_embedded_and_back() {
+        let server = start().await;
+        publish(&server, "demo-app-v1", "demo-app", &[]).await.unwrap();
+        let ios = target("demo-app", Platform::Ios, "1.0.3");
+        let first = current(&server, &ios, "production").await;
+        let base = ["rollback", "--server", &server.url, "--slug", "demo-app", "--runtime-version", "1.0.3", "--platform", "ios"];
+        // With one update there is nothing to go back to but the embedded one.
+        let err = format!("{:#}", run(&base).await.unwrap_err());
+        assert!(err.contains("no update before") && err.contains("--to-embedded"), "{err}");
+
+        let k = key();
+        run(&[&base[..], &["--to-embedded", "--private-key", &k]].concat()).await.unwrap();
+        let now = current(&server, &ios, "production").await;
+        assert_eq!(now.kind, RecordKind::RollBackToEmbedded);
+        assert!(now.created_at > first.created_at);
+        assert_eq!(now.body, Directive::roll_back_to_embedded(expo_ota::time::parse_millis(&now.created_at).unwrap()).render());
+        assert_signed(&now);
+        // Verified as a device running a downloaded update: it must be told to roll back.
+        let check = seen(&server, "GET", "/api/manifest").pop().unwrap();
+        let (cur, emb) = (&check.headers["expo-current-update-id"], &check.headers["expo-embedded-update-id"]);
+        assert!(expo_ota::id::is_canonical_uuid(cur) && expo_ota::id::is_canonical_uuid(emb) && cur != emb);
+        assert_eq!(check.headers["expo-expect-signature"], EXPECT_MAIN);
+        // Android is untouched.
+        assert_eq!(current(&server, &target("demo-app", Platform::Android, "1.0.3"), "production").await.kind, RecordKind::Update);
+
+        // Rolling back from the directive serves the last update again.
+        run(&base).await.unwrap();
+        let again = current(&server, &ios, "production").await;
+        assert_eq!((again.kind, again.republished_from.as_deref()), (RecordKind::Update, Some(first.id.as_str())));
+    }
+
+    #[tokio::test]
+    async fn promote_moves_staging_to_production() {
+        let server = start().await;
+        publish(&server, "utility-app-v1", "utility-app", &["--channel", "staging"]).await.unwrap();
+        let t = target("utility-app", Platform::Android, "2.0.0");
+        let staging = current(&server, &t, "staging").await;
+        let uploads = seen(&server, "PUT", "/api/files/").len();
+        let base = ["promote", "--server", &server.url, "--slug", "utility-app", "--runtime-version", "2.0.0", "--from", "staging", "--to", "production"];
+        let k = key();
+        run(&[&base[..], &["--private-key", &k]].concat()).await.unwrap();
+        assert_eq!(seen(&server, "PUT", "/api/files/").len(), uploads);
+        let prod = current(&server, &t, "production").await;
+        assert_ne!(prod.id, staging.id);
+        assert!(prod.created_at > staging.created_at);
+        assert_eq!(prod.republished_from.as_deref(), Some(staging.id.as_str()));
+        assert_eq!(prod.message.as_deref(), Some("promoted from staging"));
+        assert_eq!((prod.files.clone(), prod.channel.as_str()), (staging.files.clone(), "production"));
+        let (pm, sm) = (manifest_of(&prod), manifest_of(&staging));
+        assert_eq!((pm.metadata["channel"].as_str(), sm.metadata["channel"].as_str()), ("production", "staging"));
+        assert_eq!((pm.launch_asset, pm.assets), (sm.launch_asset, sm.assets));
+        assert_signed(&prod);
+        assert_eq!(current(&server, &t, "staging").await, staging, "the source channel keeps its update");
+        assert_eq!(seen(&server, "GET", "/api/manifest").pop().unwrap().headers["expo-channel-name"], "production");
+
+        // A channel rolled back to embedded promotes as a fresh directive.
+        run(&["rollback", "--server", &server.url, "--slug", "utility-app", "--runtime-version", "2.0.0", "--channel", "staging", "--to-embedded"]).await.unwrap();
+        let directive = current(&server, &t, "staging").await;
+        run(&base).await.unwrap();
+        let prod = current(&server, &t, "production").await;
+        assert_eq!((prod.kind, prod.republished_from.as_deref()), (RecordKind::RollBackToEmbedded, Some(directive.id.as_str())));
+        assert!(prod.created_at > directive.created_at && prod.signature.is_none());
+
+        let err = format!("{:#}", run(&["promote", "--server", &server.url, "--slug", "utility-app", "--runtime-version", "2.0.0", "--from", "beta", "--to", "production"]).await.unwrap_err());
+        assert!(err.contains("nothing is current in channel \"beta\""), "{err}");
+        assert!(run(&["promote", "--server", &server.url, "--slug", "utility-app", "--runtime-version", "2.0.0", "--from", "a", "--to", "a"]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn delete_one_update_keeps_the_channel_served() {
+        let server = start().await;
+        let ios = target("demo-app", Platform::Ios, "1.0.3");
+        let client = Client::new(&server.url, TOKEN.into()).unwrap();
+        let only_ios = ["--platform", "ios"];
+        let v1 = publish(&server, "demo-app-v1", "demo-app", &only_ios).await.unwrap().updates[0].id.clone().unwrap();
+        let v2 = publish(&server, "demo-app-v2", "demo-app", &only_ios).await.unwrap().updates[0].id.clone().unwrap();
+        let base = ["delete", "--server", &server.url, "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3"];
+
+        // Without a key the server promotes the previous update, unsigned; no --yes needed.
+        run(&[&base[..], &["--update-id", &v2]].concat()).await.unwrap();
+        let now = current(&server, &ios, "production").await;
+        assert_eq!((now.republished_from.as_deref(), now.signature.as_deref()), (Some(v1.as_str()), None));
+        assert_eq!(client.get_update(&ios, &v2).await.map_err(|e| crate::upload::status_of(&e)).unwrap_err(), Some(404));
+
+        // With a key the CLI rolls back, signed, before deleting; the server promotes nothing.
+        let k = key();
+        let v3 = publish(&server, "demo-app-v3", "demo-app", &[&only_ios[..], &["--private-key", &k]].concat()).await.unwrap().updates[0].id.clone().unwrap();
+        run(&[&base[..], &["--update-id", &v3, "--private-key", &k]].concat()).await.unwrap();
+        let signed = current(&server, &ios, "production").await;
+        assert_eq!(signed.republished_from.as_deref(), Some(now.id.as_str()));
+        assert_eq!(signed.message, Some(format!("promoted after deleting {v3}")));
+        assert_signed(&signed);
+        let commit_at = server.state.seen.lock().unwrap().iter().rposition(|s| s.path.ends_with("/commit")).unwrap();
+        let delete_at = server.state.seen.lock().unwrap().iter().rposition(|s| s.method == "DELETE").unwrap();
+        assert!(commit_at < delete_at, "rolled back before deleting");
+        assert!(client.get_update(&ios, &v3).await.is_err());
+
+        // Deleting an update that is not current moves nothing.
+        run(&[&base[..], &["--update-id", &v1, "--private-key", &k]].concat()).await.unwrap();
+        assert_eq!(current(&server, &ios, "production").await, signed);
+
+        // The last update of a channel gives way to a signed rollBackToEmbedded directive.
+        let mut left = client.list("demo-app").await.unwrap().runtimes.remove(0).updates;
+        assert_eq!(left.len(), 2);
+        left.sort_by_key(|u| u.current);
+        for id in left.iter().map(|u| &u.id) {
+            run(&[&base[..], &["--update-id", id, "--private-key", &k]].concat()).await.unwrap();
+        }
+        let last = current(&server, &ios, "production").await;
+        assert_eq!(last.kind, RecordKind::RollBackToEmbedded);
+        assert_signed(&last);
+        let err = format!("{:#}", run(&[&base[..], &["--update-id", &v1, "--private-key", &k]].concat()).await.unwrap_err());
+        assert!(err.contains("is not published"), "{err}");
     }
 }

@@ -213,8 +213,24 @@ impl Client {
         Self::json(&what, resp).await
     }
 
-    /// What a protocol-1 client of this platform/runtime/channel receives: (content-type, body).
-    pub async fn client_manifest(&self, t: &Target, channel: Option<&str>) -> Result<(String, Vec<u8>)> {
+    /// One stored update, manifest or directive body included.
+    pub async fn get_update(&self, t: &Target, id: &str) -> Result<expo_ota::record::UpdateRecord> {
+        let what = format!("get update {id} of {}", label(t));
+        let path = format!("/api/updates/{}/{id}", target_path(t));
+        let resp = self.send(&what, || async { Ok(self.request(Method::GET, &path)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    pub async fn delete_update(&self, t: &Target, id: &str) -> Result<DeleteUpdateResponse> {
+        let what = format!("delete update {id} of {}", label(t));
+        let path = format!("/api/updates/{}/{id}", target_path(t));
+        let resp = self.send(&what, || async { Ok(self.request(Method::DELETE, &path)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    /// What a protocol-1 client of this platform/runtime receives when it sends `headers`
+    /// (channel, expected signature, ...): (content-type, body).
+    pub async fn client_manifest(&self, t: &Target, headers: &[(&str, String)]) -> Result<(String, Vec<u8>)> {
         let what = format!("fetch manifest of {}", label(t));
         let resp = self
             .send(&what, || async {
@@ -225,8 +241,8 @@ impl Client {
                     .header("expo-platform", t.platform.as_str())
                     .header("expo-runtime-version", &t.runtime_version)
                     .header("expo-protocol-version", "1");
-                if let Some(c) = channel {
-                    rb = rb.header("expo-channel-name", c);
+                for (k, v) in headers {
+                    rb = rb.header(*k, v);
                 }
                 Ok(rb)
             })

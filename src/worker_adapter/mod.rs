@@ -90,7 +90,7 @@ async fn authenticate(req: &Request, env: &Env, store: &R2Store, ctx: &Ctx<'_>) 
         // Coarse "last used": at most one write per token per hour.
         tokens::touch(store, record.clone(), etag, ctx.now_ms).await?;
     }
-    Ok(Principal::Token(record))
+    Ok(Principal::Token(Box::new(record)))
 }
 
 /// Deploy operations are rate limited per credential by the DEPLOY_RATE_LIMITER binding (when
