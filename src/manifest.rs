@@ -68,7 +68,9 @@ pub fn build(input: ManifestInput<'_>) -> Manifest {
         content_type: content_type.to_string(),
         url: asset_url(input.asset_base_url, &f.digests.sha256, ext),
     };
-    let mut seen = BTreeSet::new();
+    // The launch asset counts as seen: the client keys files by `key`, and validation refuses a
+    // key listed twice.
+    let mut seen = BTreeSet::from([input.launch_asset.digests.sha256]);
     let assets = input
         .assets
         .iter()
@@ -261,7 +263,7 @@ mod tests {
             created_at_ms: 1_714_566_896_789,
             runtime_version: "1.0.3",
             launch_asset: entry(b"bundle bytes", "hbc"),
-            assets: vec![entry(b"png1", "png"), entry(b"font", "ttf"), entry(b"png1", "png")],
+            assets: vec![entry(b"png1", "png"), entry(b"font", "ttf"), entry(b"png1", "png"), entry(b"bundle bytes", "png")],
             metadata: channel_metadata("production"),
             expo_client: Some(serde_json::from_str(r#"{"slug":"demo-app","version":"1.0.3"}"#).unwrap()),
             asset_base_url: BASE,

@@ -103,6 +103,10 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<ParsedPart>, String>
     if !body.ends_with(close.as_bytes()) {
         return Err("body must end with CRLF --boundary-- CRLF".into());
     }
+    if body.len() < first.len() + close.len() {
+        // The opening and closing delimiters overlap: a body without parts.
+        return Err("multipart body has no parts".into());
+    }
     let inner = &body[first.len()..body.len() - close.len()];
     let sep = format!("\r\n--{b}\r\n");
     let mut parts = Vec::new();
@@ -183,6 +187,7 @@ mod tests {
         assert!(parse(&ct, s.trim_end().as_bytes()).is_err());
         assert!(parse(&ct, format!("preamble\r\n{s}").as_bytes()).is_err());
         assert!(parse("application/json", s.as_bytes()).is_err());
+        assert!(parse("multipart/mixed; boundary=b", b"--b\r\n--b--\r\n").is_err(), "overlapping delimiters, no parts");
     }
 
     #[test]
