@@ -137,3 +137,41 @@ fn deploy_operations_are_rate_limited_per_credential_reads_are_not() {
         assert_eq!(http("GET", &s.url("/health"), &[], None).status, 200);
     }
 }
+
+#[test]
+fn cli_token_lifecycle_and_audit() {
+    let s = Server::start();
+    let run = |args: &[&str]| -> Value {
+        let out = s.cli(args);
+        assert!(out.ok, "{:?}: {}", args, out.stderr);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    };
+    let created = run(&["token", "create", "--name", "ci-utility", "--slug", "utility-app", "--scope", "publish,read", "--expires-in", "30d", "--json"]);
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // The CI job publishes with the scoped token (and cannot touch another app).
+    let dir = fixture("utility-app-v1");
+    let publish = |slug: &str| run_cli(&["publish", "--server", &s.base, "--auth-token", &token, "--slug", slug, "--export-dir", dir.to_str().unwrap(), "--json"].map(String::from));
+    let ok = publish("utility-app");
+    assert!(ok.ok, "{}", ok.stderr);
+    let denied = publish("demo-app");
+    assert!(!denied.ok && denied.stderr.contains("403"), "{}", denied.stderr);
+
+    let listed = run(&["token", "list", "--json"]);
+    let t = &listed["tokens"][0];
+    assert_eq!((t["id"].as_str(), t["name"].as_str()), (Some(id.as_str()), Some("ci-utility")));
+    assert!(t["lastUsedAt"].is_string());
+    assert!(!s.cli(&["token", "list"]).stdout.contains(&token), "never prints secrets");
+
+    let log = run(&["audit", "--slug", "utility-app", "--since", "1d", "--json"]);
+    let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["publish"]);
+    assert_eq!(log["entries"][0]["actorName"], "ci-utility");
+    let human = s.cli(&["audit"]);
+    assert!(human.ok && human.stdout.contains("token-create") && human.stdout.contains("ci-utility"), "{}", human.stdout);
+
+    run(&["token", "revoke", &id, "--json"]);
+    let after = publish("utility-app");
+    assert!(!after.ok && after.stderr.contains("revoked"), "{}", after.stderr);
+}

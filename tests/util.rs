@@ -156,11 +156,9 @@ impl Server {
     /// Runs the real CLI against this server; `--server` and `--auth-token` are added.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
         let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        full.insert(1, "--server".into());
-        full.insert(2, self.base.clone());
+        full.extend(["--server".into(), self.base.clone()]);
         if !self.token.is_empty() {
-            full.insert(3, "--auth-token".into());
-            full.insert(4, self.token.clone());
+            full.extend(["--auth-token".into(), self.token.clone()]);
         }
         run_cli(&full)
     }

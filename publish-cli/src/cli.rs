@@ -24,6 +24,71 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Republish a channel's current update onto another channel (same files, nothing uploaded).
     Promote(PromoteArgs),
+    /// Mint, list and revoke scoped deploy tokens (needs the ADMIN_TOKEN).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show the audit log of deploy operations.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token; its secret is printed once and never stored.
+    Create(TokenCreateArgs),
+    /// List tokens (never their secrets) with their last use.
+    List(TokenListArgs),
+    /// Revoke a token by id.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// A name to recognise it by in lists and the audit log, e.g. ci-demo.
+    #[arg(long)]
+    pub name: String,
+    /// An app the token may act on (repeat for several).
+    #[arg(long = "slug", value_parser = parse_slug, required_unless_present = "all_apps")]
+    pub slugs: Vec<String>,
+    /// Every app, present and future.
+    #[arg(long, conflicts_with = "slugs")]
+    pub all_apps: bool,
+    /// What it may do: publish, rollback, delete, read (comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scope: Vec<String>,
+    /// Lifetime such as 90d, 12h or 30m (default: no expiry).
+    #[arg(long)]
+    pub expires_in: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The token id (16 hex digits, as `token list` shows).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Only this app (a scoped token with `read` may see its apps' log; all apps need the ADMIN_TOKEN).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: Option<String>,
+    /// Entries from this time on: YYYY-MM-DDTHH:mm:ss.sssZ, or a lookback such as 7d or 12h.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many entries (the newest), up to 1000.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]

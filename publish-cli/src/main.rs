@@ -10,6 +10,7 @@ mod printer;
 mod publish;
 mod rollback;
 mod sign;
+mod tokens;
 mod upload;
 mod verify;
 
@@ -48,6 +49,11 @@ fn main() -> ExitCode {
             Command::Promote(a) => {
                 let out = Printer::new(a.server.json);
                 rollback::promote(a, &out).await
+            }
+            Command::Token(t) => tokens::run(t).await,
+            Command::Audit(a) => {
+                let out = Printer::new(a.server.json);
+                tokens::audit(a, &out).await
             }
         }
     });

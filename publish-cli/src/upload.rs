@@ -5,7 +5,9 @@
 use crate::export::LocalFile;
 use anyhow::{anyhow, bail, Context, Result};
 use expo_ota::api::*;
+use expo_ota::audit::AuditList;
 use expo_ota::layout::Target;
+use expo_ota::tokens::{CreateTokenRequest, CreateTokenResponse, TokenInfo, TokenList};
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -211,6 +213,34 @@ impl Client {
         let path = format!("/api/updates/{}", target_path(t));
         let resp = self.send(&what, || async { Ok(self.request(Method::DELETE, &path)) }).await?;
         Self::json(&what, resp).await
+    }
+
+    pub async fn create_token(&self, req: &CreateTokenRequest) -> Result<CreateTokenResponse> {
+        let what = "create token";
+        let resp = self.send(what, || async { Ok(self.request(Method::POST, "/api/tokens").json(req)) }).await?;
+        Self::json(what, resp).await
+    }
+
+    pub async fn list_tokens(&self) -> Result<TokenList> {
+        let what = "list tokens";
+        let resp = self.send(what, || async { Ok(self.request(Method::GET, "/api/tokens")) }).await?;
+        Self::json(what, resp).await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
+        let what = format!("revoke token {id}");
+        let path = format!("/api/tokens/{}", encode_segment(id));
+        let resp = self.send(&what, || async { Ok(self.request(Method::DELETE, &path)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    pub async fn audit(&self, slug: Option<&str>, since: Option<&str>, limit: usize) -> Result<AuditList> {
+        let what = "read the audit log";
+        let mut query = vec![("limit", limit.to_string())];
+        query.extend(slug.map(|s| ("slug", s.to_string())));
+        query.extend(since.map(|s| ("since", s.to_string())));
+        let resp = self.send(what, || async { Ok(self.request(Method::GET, "/api/audit").query(&query)) }).await?;
+        Self::json(what, resp).await
     }
 
     /// One stored update, manifest or directive body included.
