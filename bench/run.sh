@@ -3,8 +3,6 @@
 # slow machine; compare the numbers with the targets printed beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/prepare.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-bash scripts/build-worker.sh >/dev/null
-cargo build -q -p publish-cli
 cargo run -q --release --example bench

@@ -60,13 +60,12 @@ impl Action {
     }
 }
 
+/// A token as anyone may see it: everything but the digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TokenRecord {
+pub struct TokenInfo {
     pub id: String,
     pub name: String,
-    /// SHA-256 hex of the whole secret token.
-    pub hash: String,
     #[serde(default)]
     pub apps: Vec<String>,
     #[serde(default)]
@@ -79,6 +78,27 @@ pub struct TokenRecord {
     pub revoked_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<String>,
+}
+
+/// What is stored: the public part plus the SHA-256 hex of the whole secret token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    pub hash: String,
+}
+
+impl std::ops::Deref for TokenRecord {
+    type Target = TokenInfo;
+    fn deref(&self) -> &TokenInfo {
+        &self.info
+    }
+}
+
+impl std::ops::DerefMut for TokenRecord {
+    fn deref_mut(&mut self) -> &mut TokenInfo {
+        &mut self.info
+    }
 }
 
 /// The authenticated caller.
@@ -200,16 +220,18 @@ mod tests {
 
     fn token(scopes: Vec<Scope>, apps: &[&str], all: bool) -> TokenRecord {
         TokenRecord {
-            id: "0123456789abcdef".into(),
-            name: "ci".into(),
             hash: hash::hex(&hash::sha256(b"secret")),
-            apps: apps.iter().map(|s| s.to_string()).collect(),
-            all_apps: all,
-            scopes,
-            created_at: "2026-01-01T00:00:00.000Z".into(),
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
+            info: TokenInfo {
+                id: "0123456789abcdef".into(),
+                name: "ci".into(),
+                apps: apps.iter().map(|s| s.to_string()).collect(),
+                all_apps: all,
+                scopes,
+                created_at: "2026-01-01T00:00:00.000Z".into(),
+                expires_at: None,
+                revoked_at: None,
+                last_used_at: None,
+            },
         }
     }
 

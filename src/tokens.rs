@@ -1,6 +1,7 @@
 //! Scoped publish tokens in R2 under `_system/tokens/` (no slug can start with `_`). Only the
 //! SHA-256 of a token is stored; the secret is shown once, at creation.
 
+pub use crate::auth::TokenInfo;
 use crate::auth::{Scope, TokenRecord};
 use crate::error::ApiError;
 use crate::hash;
@@ -29,40 +30,6 @@ pub struct CreateTokenRequest {
     /// `90d`, `12h`…; none means the token does not expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<String>,
-}
-
-/// A token as listed: everything but the digest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenInfo {
-    pub id: String,
-    pub name: String,
-    pub apps: Vec<String>,
-    pub all_apps: bool,
-    pub scopes: Vec<Scope>,
-    pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used_at: Option<String>,
-}
-
-impl From<&TokenRecord> for TokenInfo {
-    fn from(r: &TokenRecord) -> Self {
-        TokenInfo {
-            id: r.id.clone(),
-            name: r.name.clone(),
-            apps: r.apps.clone(),
-            all_apps: r.all_apps,
-            scopes: r.scopes.clone(),
-            created_at: r.created_at.clone(),
-            expires_at: r.expires_at.clone(),
-            revoked_at: r.revoked_at.clone(),
-            last_used_at: r.last_used_at.clone(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,22 +77,24 @@ pub async fn create<S: ObjectStore>(store: &S, req: CreateTokenRequest, ctx: &Ct
     let secret = format!("{}{}", hash::hex(&(ctx.random)()), hash::hex(&(ctx.random)()));
     let token = format!("{}{id}_{secret}", crate::auth::TOKEN_PREFIX);
     let record = TokenRecord {
-        id: id.clone(),
-        name: name.to_string(),
         hash: hash::hex(&hash::sha256(token.as_bytes())),
-        apps,
-        all_apps: req.all_apps,
-        scopes,
-        created_at: time::format_millis(ctx.now_ms),
-        expires_at,
-        revoked_at: None,
-        last_used_at: None,
+        info: TokenInfo {
+            id: id.clone(),
+            name: name.to_string(),
+            apps,
+            all_apps: req.all_apps,
+            scopes,
+            created_at: time::format_millis(ctx.now_ms),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        },
     };
     let body = serde_json::to_vec(&record).expect("serializes");
     if store.put(&key(&id), body, PutOptions { condition: Condition::IfAbsent, ..Default::default() }).await?.is_none() {
         return Err(ApiError::conflict("token id collision; try again"));
     }
-    Ok(CreateTokenResponse { token, info: TokenInfo::from(&record) })
+    Ok(CreateTokenResponse { token, info: record.info.clone() })
 }
 
 /// The stored record and its etag, or `None` for an unknown id.
@@ -144,7 +113,7 @@ pub async fn list<S: ObjectStore>(store: &S) -> Result<TokenList, ApiError> {
     for o in list_all(store, PREFIX).await? {
         if let Some(id) = o.key.strip_prefix(PREFIX).and_then(|k| k.strip_suffix(".json")) {
             if let Some((r, _)) = lookup(store, id).await? {
-                tokens.push(TokenInfo::from(&r));
+                tokens.push(r.info);
             }
         }
     }
@@ -162,7 +131,7 @@ pub async fn revoke<S: ObjectStore>(store: &S, id: &str, now_ms: u64) -> Result<
         r.revoked_at = Some(time::format_millis(now_ms));
         write(store, &r, etag).await?.ok_or_else(|| ApiError::conflict("token changed meanwhile; try again"))?;
     }
-    Ok(TokenInfo::from(&r))
+    Ok(r.info)
 }
 
 /// Records use at most once per [`TOUCH_EVERY_MS`]; losing a race is fine.

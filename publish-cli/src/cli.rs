@@ -182,19 +182,26 @@ pub struct DeleteArgs {
     pub yes: bool,
 }
 
+/// Which app and runtime a rollback or promote acts on.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// App slug (the `slug` of app.json; part of the app's updates.url).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    /// Only this platform (default: every platform with updates for the runtime).
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// The runtime version to act on.
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: String,
+}
+
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// App slug (the `slug` of app.json; part of the app's updates.url).
-    #[arg(long, value_parser = parse_slug)]
-    pub slug: String,
-    /// Roll back only this platform (default: every platform with updates for the runtime).
-    #[arg(long, value_parser = parse_platform)]
-    pub platform: Option<Platform>,
-    /// Runtime version whose channel is rolled back.
-    #[arg(long, value_parser = parse_runtime_version)]
-    pub runtime_version: String,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Channel to roll back.
     #[arg(long, default_value = "production", value_parser = parse_channel)]
     pub channel: String,
@@ -215,15 +222,8 @@ pub struct RollbackArgs {
 pub struct PromoteArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// App slug (the `slug` of app.json; part of the app's updates.url).
-    #[arg(long, value_parser = parse_slug)]
-    pub slug: String,
-    /// Promote only this platform (default: every platform with updates for the runtime).
-    #[arg(long, value_parser = parse_platform)]
-    pub platform: Option<Platform>,
-    /// Runtime version whose update is promoted.
-    #[arg(long, value_parser = parse_runtime_version)]
-    pub runtime_version: String,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Channel whose current update is promoted.
     #[arg(long, value_parser = parse_channel)]
     pub from: String,
@@ -341,7 +341,7 @@ mod tests {
         let base = ["publish-cli", "rollback", "--server", "https://x.example", "--slug", "demo-app", "--runtime-version", "1.0.3"];
         let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
         let Command::Rollback(r) = with(&[]).unwrap().command else { panic!("not rollback") };
-        assert_eq!((r.channel.as_str(), r.to.as_deref(), r.to_embedded, r.platform), ("production", None, false, None));
+        assert_eq!((r.channel.as_str(), r.to.as_deref(), r.to_embedded, r.runtime.platform), ("production", None, false, None));
         assert_eq!((r.signing.private_key.as_deref(), r.signing.key_id.as_str()), (None, "main"));
         let id = "0F8D2A8E-0000-4000-8000-000000000001";
         let Command::Rollback(r) = with(&["--to", id, "--platform", "ios", "--private-key", "k.pem", "--key-id", "prod-2024", "--channel", "staging"]).unwrap().command else { panic!() };

@@ -77,16 +77,19 @@ pub async fn delete(args: DeleteArgs, out: &Printer) -> Result<()> {
     let token = crate::auth::require(args.server.auth_token.as_deref())?;
     let r = Client::new(&args.server.server, token)?.delete(&target).await?;
     if out.json() {
-        out.emit(&serde_json::json!({
-            "slug": target.slug,
-            "platform": target.platform.as_str(),
-            "runtimeVersion": target.runtime_version,
-            "deletedObjects": r.deleted_objects,
-        }));
+        out.emit(&with_target(&target, serde_json::json!({"deletedObjects": r.deleted_objects})));
     } else {
         out.line(format!("deleted {} object(s) under {}", r.deleted_objects, label(&target)));
     }
     Ok(())
+}
+
+/// `fields` plus the slug, platform and runtimeVersion they are about.
+fn with_target(t: &Target, mut fields: serde_json::Value) -> serde_json::Value {
+    fields["slug"] = t.slug.clone().into();
+    fields["platform"] = t.platform.as_str().into();
+    fields["runtimeVersion"] = t.runtime_version.clone().into();
+    fields
 }
 
 /// Deletes one update. If its channel serves it and we hold the key, the previous update (or
@@ -111,14 +114,7 @@ async fn delete_update(client: &Client, target: Target, id: &str, signer: Option
     let r = client.delete_update(&target, id).await?;
     let promoted = promoted.or_else(|| r.promoted.as_ref().map(MovedReport::from_server));
     if out.json() {
-        out.emit(&serde_json::json!({
-            "slug": target.slug,
-            "platform": target.platform.as_str(),
-            "runtimeVersion": target.runtime_version,
-            "deleted": r.deleted,
-            "deletedFiles": r.deleted_files,
-            "promoted": promoted,
-        }));
+        out.emit(&with_target(&target, serde_json::json!({"deleted": r.deleted, "deletedFiles": r.deleted_files, "promoted": promoted})));
     } else {
         out.line(format!("deleted update {} of {} ({} file(s) no other update used)", r.deleted, label(&target), r.deleted_files));
         if let Some(p) = &promoted {

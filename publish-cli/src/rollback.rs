@@ -90,19 +90,19 @@ pub async fn rollback(args: RollbackArgs, out: &Printer) -> Result<()> {
     let token = crate::auth::require(args.server.auth_token.as_deref())?;
     let signer = crate::sign::from_args(&args.signing)?;
     let client = Client::new(&args.server.server, token)?;
-    let list = client.list(&args.slug).await?;
-    let mut rts = runtimes(&list, args.platform, &args.runtime_version)?;
+    let list = client.list(&args.runtime.slug).await?;
+    let mut rts = runtimes(&list, args.runtime.platform, &args.runtime.runtime_version)?;
     if let Some(id) = &args.to {
         // An update id belongs to one platform: without --platform, that one.
         rts.retain(|rt| rt.updates.iter().any(|u| &u.id == id));
         if rts.is_empty() {
-            bail!("update {id} is not published for {} runtimeVersion {}{}", args.slug, args.runtime_version, on_platform(args.platform));
+            bail!("update {id} is not published for {} runtimeVersion {}{}", args.runtime.slug, args.runtime.runtime_version, on_platform(args.runtime.platform));
         }
     }
     // Resolve every platform before committing any: all or nothing.
     let mut plans = Vec::new();
     for rt in rts {
-        let target = target_of(&args.slug, rt)?;
+        let target = target_of(&args.runtime.slug, rt)?;
         let (source, message) = if args.to_embedded {
             (Source::Embedded, "rollback to embedded".to_string())
         } else {
@@ -129,7 +129,7 @@ pub async fn rollback(args: RollbackArgs, out: &Printer) -> Result<()> {
         moved.push(r);
     }
     if out.json() {
-        out.emit(&MovedList { slug: args.slug, updates: moved });
+        out.emit(&MovedList { slug: args.runtime.slug, updates: moved });
     }
     Ok(())
 }
@@ -141,10 +141,10 @@ pub async fn promote(args: PromoteArgs, out: &Printer) -> Result<()> {
     let token = crate::auth::require(args.server.auth_token.as_deref())?;
     let signer = crate::sign::from_args(&args.signing)?;
     let client = Client::new(&args.server.server, token)?;
-    let list = client.list(&args.slug).await?;
+    let list = client.list(&args.runtime.slug).await?;
     let mut plans = Vec::new();
-    for rt in runtimes(&list, args.platform, &args.runtime_version)? {
-        let target = target_of(&args.slug, rt)?;
+    for rt in runtimes(&list, args.runtime.platform, &args.runtime.runtime_version)? {
+        let target = target_of(&args.runtime.slug, rt)?;
         let from = current_in(rt, &args.from).ok_or_else(|| anyhow!("nothing is current in channel {:?} for {}", args.from, label(&target)))?;
         let record = client.get_update(&target, &from.id).await?;
         plans.push(plan(&client, target, Source::Record(Box::new(record))).await?);
@@ -156,7 +156,7 @@ pub async fn promote(args: PromoteArgs, out: &Printer) -> Result<()> {
         moved.push(r);
     }
     if out.json() {
-        out.emit(&MovedList { slug: args.slug, updates: moved });
+        out.emit(&MovedList { slug: args.runtime.slug, updates: moved });
     }
     Ok(())
 }
