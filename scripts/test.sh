@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/prepare.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # Each end-to-end test runs its own wrangler dev; two at a time suits a 2-core machine.
-cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-2}"
+cargo test --workspace -- --test-threads "${TEST_THREADS:-2}"

@@ -198,6 +198,31 @@ mod tests {
     }
 
     #[test]
+    fn only_reads_are_public() {
+        let sha = format!("{SHA}.png");
+        for (m, p) in [("GET", "/health".to_string()), ("GET", "/api/manifest".into()), ("HEAD", format!("/api/assets/a/ios/1/{sha}"))] {
+            assert!(!parse(m, &p).unwrap().needs_auth(), "{p}");
+        }
+        let id = "0f8d2a8e-0000-4000-8000-000000000001";
+        for (m, p) in [
+            ("POST", "/api/publish/a".to_string()),
+            ("POST", "/api/publish/a/ios/1/prepare".into()),
+            ("POST", "/api/publish/a/ios/1/commit".into()),
+            ("PUT", format!("/api/files/a/ios/1/{SHA}")),
+            ("GET", "/api/updates".into()),
+            ("GET", format!("/api/updates/a/ios/1/{id}")),
+            ("DELETE", format!("/api/updates/a/ios/1/{id}")),
+            ("DELETE", "/api/updates/a/ios/1".into()),
+            ("POST", "/api/tokens".into()),
+            ("GET", "/api/tokens".into()),
+            ("DELETE", "/api/tokens/0123456789abcdef".into()),
+            ("GET", "/api/audit".into()),
+        ] {
+            assert!(parse(m, &p).unwrap().needs_auth(), "{m} {p}");
+        }
+    }
+
+    #[test]
     fn unknown_and_wrong_method() {
         assert_eq!(parse("GET", "/nope").unwrap_err().status, 404);
         assert_eq!(parse("GET", "/api/assets/demo-app/ios").unwrap_err().status, 404);

@@ -51,6 +51,11 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
     let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits, random: &random16 };
     let query = url.query().unwrap_or("");
 
+    if route.needs_auth() {
+        let who = authenticate(&req, env, &store, &ctx).await?;
+        rate_limit(env, &who).await?;
+        return deploy(route, &who, &mut req, query, &store, &ctx).await;
+    }
     match route {
         Route::Health => json(200, &serde_json::json!({"ok": true, "service": "expo-ota", "version": env!("CARGO_PKG_VERSION")})),
         Route::Manifest => {
@@ -65,11 +70,7 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
             reply_api(check::respond(&mreq, &outcome, signature.as_deref()))
         }
         Route::Asset { target, sha256, ext, head } => asset(&req, &store, &target, &sha256, ext.as_deref(), head).await,
-        deploy_route => {
-            let who = authenticate(&req, env, &store, &ctx).await?;
-            rate_limit(env, &who).await?;
-            deploy(deploy_route, &who, &mut req, query, &store, &ctx).await
-        }
+        _ => unreachable!("every other route needs auth"),
     }
 }
 
@@ -217,7 +218,7 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
             let limit = route::query_param(query, "limit").map(|l| l.parse::<usize>().map_err(|_| ApiError::bad_request("limit must be a number"))).transpose()?.unwrap_or(100).clamp(1, 1000);
             json(200, &audit::list(store, slug.as_deref(), since, limit).await?)
         }
-        Route::Health | Route::Manifest | Route::Asset { .. } => unreachable!("public routes are handled before authentication"),
+        Route::Health | Route::Manifest | Route::Asset { .. } => unreachable!("public routes need no auth"),
     }
 }
 
