@@ -13,6 +13,7 @@ fi
 token=$(grep '^ADMIN_TOKEN=' .dev.vars | head -1 | cut -d= -f2-)
 
 ip=127.0.0.1 port=8787
+defaults=(--ip "$ip" --port "$port")
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
@@ -22,6 +23,9 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     --ip=*) ip="${args[$i]#--ip=}" ;;
   esac
 done
+# Defaults only for what the caller did not pass: wrangler refuses a repeated --port.
+[[ " $* " == *" --ip"* ]] && defaults=("${defaults[@]:2}")
+[[ " $* " == *" --port"* ]] && defaults=("${defaults[@]:0:${#defaults[@]}-2}")
 base="http://$ip:$port"
 
 cat >&2 <<MSG
@@ -37,4 +41,4 @@ cat >&2 <<MSG
               --server $base --slug <your-slug> --export-dir dist --auth-token $token
 
 MSG
-exec npx --no-install wrangler dev --ip "$ip" --port "$port" --persist-to .wrangler/state "$@"
+exec npx --no-install wrangler dev "${defaults[@]}" --persist-to .wrangler/state "$@"
