@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::hash;
 use crate::layout::Target;
 use crate::service::Ctx;
-use crate::store::{list_all, Condition, ObjectStore, PutOptions};
+use crate::store::{list_all_after, Condition, ObjectStore, PutOptions};
 use crate::time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -86,10 +86,12 @@ pub struct AuditList {
 }
 
 /// Entries at or after `since_ms`, optionally of one app, oldest first, at most `limit` (the
-/// newest ones when more match).
+/// newest ones when more match). Keys sort by time, so listing starts at `since_ms`.
 pub async fn list<S: ObjectStore>(store: &S, slug: Option<&str>, since_ms: u64, limit: usize) -> Result<AuditList, ApiError> {
     let mut entries = Vec::new();
-    for o in list_all(store, PREFIX).await? {
+    // `<since>-…` sorts after `<since>`, every earlier time before it.
+    let start_after = format!("{PREFIX}{since_ms:013}");
+    for o in list_all_after(store, PREFIX, Some(&start_after)).await? {
         let ts = o.key.strip_prefix(PREFIX).and_then(|k| k.get(..13)).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
         if ts < since_ms {
             continue;

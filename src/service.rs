@@ -346,7 +346,7 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
         let mut cursor = None;
         let mut rvs = Vec::new();
         loop {
-            let page = store.list(&pprefix, Some("/"), cursor).await?;
+            let page = store.list(&pprefix, Some("/"), cursor, None).await?;
             rvs.extend(page.prefixes.iter().filter_map(|p| p.strip_prefix(&pprefix)?.strip_suffix('/').map(str::to_string)));
             match page.cursor {
                 Some(c) => cursor = Some(c),

@@ -49,18 +49,24 @@ pub trait ObjectStore {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError>;
     /// `Ok(None)` when the condition did not hold (nothing was written).
     async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError>;
-    /// One page (at most 1000 keys) under `prefix`; with a delimiter, common prefixes are folded.
-    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>) -> Result<ListPage, ApiError>;
+    /// One page (at most 1000 keys) under `prefix`, continuing from `cursor` or starting after
+    /// the key `start_after`; with a delimiter, common prefixes are folded.
+    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>, start_after: Option<&str>) -> Result<ListPage, ApiError>;
     /// Deletes up to 1000 keys.
     async fn delete(&self, keys: &[String]) -> Result<(), ApiError>;
 }
 
 /// Every key under `prefix`, following cursors past the 1000-per-page limit.
 pub async fn list_all<S: ObjectStore>(store: &S, prefix: &str) -> Result<Vec<ObjectMeta>, ApiError> {
+    list_all_after(store, prefix, None).await
+}
+
+/// Every key under `prefix` that sorts after `start_after`.
+pub async fn list_all_after<S: ObjectStore>(store: &S, prefix: &str, start_after: Option<&str>) -> Result<Vec<ObjectMeta>, ApiError> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list(prefix, None, cursor).await?;
+        let page = store.list(prefix, None, cursor.clone(), if cursor.is_none() { start_after } else { None }).await?;
         out.extend(page.objects);
         match page.cursor {
             Some(c) => cursor = Some(c),
@@ -139,11 +145,11 @@ impl ObjectStore for MemoryStore {
         objects.insert(key.into(), (meta.clone(), body));
         Ok(Some(meta))
     }
-    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>) -> Result<ListPage, ApiError> {
+    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>, start_after: Option<&str>) -> Result<ListPage, ApiError> {
         let objects = self.objects.lock().unwrap();
         let mut page = ListPage::default();
         let mut prefixes = std::collections::BTreeSet::new();
-        let start = cursor.unwrap_or_default();
+        let start = cursor.or(start_after.map(str::to_string)).unwrap_or_default();
         for (k, (m, _)) in objects.range(start.clone()..).filter(|(k, _)| k.starts_with(prefix) && **k > start) {
             if page.objects.len() + prefixes.len() >= self.page_size {
                 page.cursor = page.objects.last().map(|o: &ObjectMeta| o.key.clone()).or(Some(k.clone()));
@@ -195,8 +201,10 @@ mod tests {
             s.put_file("q/0", b"x", "a/b");
             let all = list_all(&s, "p/").await.unwrap();
             assert_eq!(all.len(), 10);
-            let folded = s.list("", Some("/"), None).await.unwrap();
+            let folded = s.list("", Some("/"), None, None).await.unwrap();
             assert_eq!(folded.prefixes, vec!["p/".to_string(), "q/".to_string()]);
+            let after = list_all_after(&s, "p/", Some("p/6")).await.unwrap();
+            assert_eq!(after.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["p/7", "p/8", "p/9"]);
         });
     }
 }

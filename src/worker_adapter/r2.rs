@@ -86,13 +86,16 @@ impl ObjectStore for R2Store {
         Ok(b.execute().await.map_err(put_error)?.as_ref().map(meta))
     }
 
-    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>) -> Result<ListPage, ApiError> {
+    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>, start_after: Option<&str>) -> Result<ListPage, ApiError> {
         let mut b = self.0.list().prefix(prefix).include(vec![Include::HttpMetadata, Include::CustomMetadata]);
         if let Some(d) = delimiter {
             b = b.delimiter(d);
         }
         if let Some(c) = cursor {
             b = b.cursor(c);
+        }
+        if let Some(a) = start_after {
+            b = b.start_after(a);
         }
         let page = b.execute().await.map_err(internal)?;
         Ok(ListPage {
