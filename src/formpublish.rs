@@ -20,7 +20,7 @@ use crate::manifest::{self, FileEntry, ManifestInput};
 use crate::service::{self, Ctx};
 use crate::store::{ObjectStore, PutOptions};
 use crate::validate::{self, Platform};
-use crate::{id, time};
+use crate::id;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -200,11 +200,10 @@ impl FormPublish {
             if assets.len() + 1 > ctx.limits.max_files_per_update {
                 return Err(ApiError::too_large(format!("update names {} files; the limit (MAX_FILES_PER_UPDATE) is {}", assets.len() + 1, ctx.limits.max_files_per_update)));
             }
-            let prep = service::prepare(store, t, &crate::api::PrepareRequest { files: vec![] }, ctx).await?;
-            let latest = prep.latest_created_at.as_deref().and_then(time::parse_millis).unwrap_or(0);
+            let latest = service::latest_created(store, t).await?;
             let m = manifest::build(ManifestInput {
                 id: id::uuid_v4((ctx.random)()),
-                created_at_ms: ctx.now_ms.max(latest + 1),
+                created_at_ms: service::next_created_ms(ctx.now_ms, latest),
                 runtime_version: &t.runtime_version,
                 launch_asset,
                 assets,

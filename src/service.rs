@@ -94,8 +94,15 @@ impl RecordMeta {
 }
 
 /// createdAt must grow strictly per slug/platform/runtime, across channels.
-async fn latest_created<S: ObjectStore>(store: &S, t: &Target) -> Result<Option<u64>, ApiError> {
+pub async fn latest_created<S: ObjectStore>(store: &S, t: &Target) -> Result<Option<u64>, ApiError> {
     Ok(records(store, t).await?.into_iter().map(|r| r.created_ms).max())
+}
+
+/// The createdAt for a new update: now, unless that is not strictly after the latest one
+/// published (a clock behind, or two publishes in one millisecond) — clients only take a
+/// strictly newer update.
+pub fn next_created_ms(now_ms: u64, latest_ms: Option<u64>) -> u64 {
+    latest_ms.map_or(now_ms, |l| now_ms.max(l.saturating_add(1)))
 }
 
 /// Makes a published manifest, or a `rollBackToEmbedded` directive, current. Every file the
@@ -261,7 +268,7 @@ pub async fn delete_update<S: ObjectStore>(store: &S, t: &Target, id: &str, ctx:
     let mut promoted = None;
     if serving {
         let all = records(store, t).await?;
-        let created_ms = all.iter().map(|r| r.created_ms).max().unwrap_or(0).saturating_add(1).max(ctx.now_ms);
+        let created_ms = next_created_ms(ctx.now_ms, all.iter().map(|r| r.created_ms).max());
         let previous = all.iter().filter(|r| r.channel == doomed.channel && r.id != doomed.id).max_by_key(|r| r.created_ms);
         let mut record = match previous {
             Some(p) => {
@@ -466,6 +473,14 @@ mod tests {
             asset_base_url: &ctx(0).asset_base_url(&t),
         })
         .render()
+    }
+
+    #[test]
+    fn next_created_is_strictly_after_latest() {
+        assert_eq!(next_created_ms(1_000, None), 1_000);
+        assert_eq!(next_created_ms(1_000, Some(500)), 1_000);
+        assert_eq!(next_created_ms(1_000, Some(1_000)), 1_001);
+        assert_eq!(next_created_ms(1_000, Some(5_000)), 5_001, "a clock behind the last publish");
     }
 
     #[test]

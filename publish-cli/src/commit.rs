@@ -93,7 +93,7 @@ pub async fn commit(
 
 /// Clients only take a strictly newer update, so createdAt must pass the latest one published.
 pub fn created_at_ms(now_ms: u64, latest: Option<&str>) -> u64 {
-    latest.and_then(time::parse_millis).map_or(now_ms, |l| now_ms.max(l + 1))
+    expo_ota::service::next_created_ms(now_ms, latest.and_then(time::parse_millis))
 }
 
 fn now_ms() -> u64 {

@@ -126,10 +126,11 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
             };
             let mut entry = AuditEntry::new(who, name).target(&target);
             entry.channel = Some(body.channel.clone().unwrap_or_else(|| check::DEFAULT_CHANNEL.into()));
-            let done = match auth::authorize(who, action, Some(&target.slug)) {
-                Ok(()) => service::commit(store, &target, body, ctx).await,
-                Err(e) => Err(e),
-            };
+            let done = async {
+                auth::authorize(who, action, Some(&target.slug))?;
+                service::commit(store, &target, body, ctx).await
+            }
+            .await;
             invalidate(&target);
             entry.update_ids = done.iter().map(|c| c.id.clone()).collect();
             audited(store, entry, &done, 201, ctx).await;
@@ -138,10 +139,11 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
         Route::PublishForm { slug } => {
             let mut entry = AuditEntry::new(who, "publish");
             entry.slug = Some(slug.clone());
-            let done = match auth::authorize(who, Action::Publish, Some(&slug)) {
-                Ok(()) => publish_form(req, store, &slug, ctx).await,
-                Err(e) => Err(e),
-            };
+            let done = async {
+                auth::authorize(who, Action::Publish, Some(&slug))?;
+                publish_form(req, store, &slug, ctx).await
+            }
+            .await;
             POINTERS.with(|c| c.borrow_mut().invalidate_prefix(&format!("{slug}/")));
             if let Ok(r) = &done {
                 entry.update_ids = r.updates.iter().map(|u| u.id.clone()).collect();
@@ -162,20 +164,22 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
         }
         Route::DeleteRuntime { target } => {
             let entry = AuditEntry::new(who, "delete-runtime").target(&target);
-            let done = match auth::authorize(who, Action::Delete, Some(&target.slug)) {
-                Ok(()) => service::delete_runtime(store, &target).await,
-                Err(e) => Err(e),
-            };
+            let done = async {
+                auth::authorize(who, Action::Delete, Some(&target.slug))?;
+                service::delete_runtime(store, &target).await
+            }
+            .await;
             invalidate(&target);
             audited(store, entry, &done, 200, ctx).await;
             json(200, &done?)
         }
         Route::DeleteUpdate { target, id } => {
             let mut entry = AuditEntry::new(who, "delete-update").target(&target);
-            let done = match auth::authorize(who, Action::Delete, Some(&target.slug)) {
-                Ok(()) => service::delete_update(store, &target, &id, ctx).await,
-                Err(e) => Err(e),
-            };
+            let done = async {
+                auth::authorize(who, Action::Delete, Some(&target.slug))?;
+                service::delete_update(store, &target, &id, ctx).await
+            }
+            .await;
             invalidate(&target);
             entry.update_ids = std::iter::once(id).chain(done.iter().filter_map(|d| d.promoted.as_ref().map(|p| p.id.clone()))).collect();
             audited(store, entry, &done, 200, ctx).await;
@@ -183,10 +187,11 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
         }
         Route::CreateToken => {
             let mut entry = AuditEntry::new(who, "token-create");
-            let done = match auth::authorize(who, Action::Admin, None) {
-                Ok(()) => tokens::create(store, read_json(req, cap).await?, ctx).await,
-                Err(e) => Err(e),
-            };
+            let done = async {
+                auth::authorize(who, Action::Admin, None)?;
+                tokens::create(store, read_json(req, cap).await?, ctx).await
+            }
+            .await;
             entry.token_id = done.as_ref().ok().map(|t| t.info.id.clone());
             audited(store, entry, &done, 201, ctx).await;
             json(201, &done?)
@@ -198,10 +203,11 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
         Route::RevokeToken { id } => {
             let mut entry = AuditEntry::new(who, "token-revoke");
             entry.token_id = Some(id.chars().take(16).collect());
-            let done = match auth::authorize(who, Action::Admin, None) {
-                Ok(()) => tokens::revoke(store, &id, ctx.now_ms).await,
-                Err(e) => Err(e),
-            };
+            let done = async {
+                auth::authorize(who, Action::Admin, None)?;
+                tokens::revoke(store, &id, ctx.now_ms).await
+            }
+            .await;
             audited(store, entry, &done, 200, ctx).await;
             json(200, &done?)
         }
