@@ -16,8 +16,11 @@ fn main() {
     // Upload volume: v2 changes only JavaScript, so only the two bundles should travel.
     let v1 = s.publish("demo-app", "demo-app-v1", &[]);
     let v2 = s.publish("demo-app", "demo-app-v2", &[]);
-    let sum = |v: &serde_json::Value, f: &str| v["updates"].as_array().unwrap().iter().map(|u| u[f].as_u64().unwrap()).sum::<u64>();
-    let bundles: u64 = v2["updates"].as_array().unwrap().iter().map(|u| u["launchAsset"]["bytes"].as_u64().unwrap()).sum();
+    let sum = |v: &serde_json::Value, f: &str| {
+        v["updates"].as_array().unwrap().iter().map(|u| u[f].as_u64().unwrap()).sum::<u64>()
+    };
+    let bundles: u64 =
+        v2["updates"].as_array().unwrap().iter().map(|u| u["launchAsset"]["bytes"].as_u64().unwrap()).sum();
     println!("upload  v1: {} bytes in {} files", sum(&v1, "uploadedBytes"), sum(&v1, "uploadedFiles"));
     println!(
         "upload  v1 -> v2: {} bytes in {} files; the two new bundles are {} bytes; ratio {:.3} (target <= 1.05)",
@@ -38,7 +41,13 @@ fn main() {
     let check = |agent: &ureq::Agent, i: usize| {
         let platform = if i % 2 == 0 { "ios" } else { "android" };
         let t = Instant::now();
-        let r = agent.get(&url).set("expo-platform", platform).set("expo-runtime-version", "1.0.3").set("expo-protocol-version", "1").call().expect("check");
+        let r = agent
+            .get(&url)
+            .set("expo-platform", platform)
+            .set("expo-runtime-version", "1.0.3")
+            .set("expo-protocol-version", "1")
+            .call()
+            .expect("check");
         let mut body = Vec::new();
         std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
         assert!(body.len() > 1000, "a manifest was served");
@@ -92,14 +101,19 @@ fn main() {
     // Worker size.
     let wasm = std::fs::read(root().join("build/index_bg.wasm")).expect("built wasm");
     let gz = gzip_len(&wasm);
-    println!("wasm    {} bytes raw, {} bytes gzipped ({:.0} KiB; target <= 400 KB)", wasm.len(), gz, gz as f64 / 1024.0);
+    println!(
+        "wasm    {} bytes raw, {} bytes gzipped ({:.0} KiB; target <= 400 KB)",
+        wasm.len(),
+        gz,
+        gz as f64 / 1024.0
+    );
 
     // CLI hashing throughput (the same FileHasher the CLI streams files through).
     let data: Vec<u8> = (0..64 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     let t = Instant::now();
     let mut rounds = 0;
     while t.elapsed() < Duration::from_secs(2) {
-        let mut h = expo_ota::hash::FileHasher::new();
+        let mut h = expo_ota::protocol::hash::FileHasher::new();
         for chunk in data.chunks(64 << 10) {
             h.update(chunk);
         }
@@ -112,7 +126,14 @@ fn main() {
 
 fn run_threads(n: usize, f: impl Fn(usize) -> Vec<Duration> + Sync) -> Vec<Duration> {
     std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..n).map(|c| sc.spawn({ let f = &f; move || f(c) })).collect();
+        let hs: Vec<_> = (0..n)
+            .map(|c| {
+                sc.spawn({
+                    let f = &f;
+                    move || f(c)
+                })
+            })
+            .collect();
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
     })
 }
@@ -132,7 +153,12 @@ fn report(label: &str, mut lat: Vec<Duration>, wall: Duration) {
 
 fn gzip_len(bytes: &[u8]) -> usize {
     use std::io::Write;
-    let mut child = std::process::Command::new("gzip").arg("-9c").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("gzip");
+    let mut child = std::process::Command::new("gzip")
+        .arg("-9c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
     let mut stdin = child.stdin.take().unwrap();
     let data = bytes.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));

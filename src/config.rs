@@ -1,7 +1,7 @@
 //! Limits, read from Worker vars (wrangler.toml `[vars]`) with documented defaults.
 
+pub use crate::access::auth::check_admin;
 use crate::error::ApiError;
-pub use crate::auth::check_admin;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -21,7 +21,14 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_file_bytes: 50 << 20, max_files_per_update: 2000, max_form_bytes: 32 << 20, check_cache_ms: crate::cache::DEFAULT_TTL_MS, max_apps_per_token: 20, max_json_bytes: 1 << 20 }
+        Self {
+            max_file_bytes: 50 << 20,
+            max_files_per_update: 2000,
+            max_form_bytes: 32 << 20,
+            check_cache_ms: crate::check::cache::DEFAULT_TTL_MS,
+            max_apps_per_token: 20,
+            max_json_bytes: 1 << 20,
+        }
     }
 }
 
@@ -31,7 +38,12 @@ impl Limits {
         let parse = |name: &str, default: u64, min: u64| -> Result<u64, ApiError> {
             match var(name) {
                 None => Ok(default),
-                Some(v) => v.trim().parse::<u64>().ok().filter(|n| *n >= min).ok_or_else(|| ApiError::internal(format!("Worker var {name} must be an integer >= {min}"))),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .ok_or_else(|| ApiError::internal(format!("Worker var {name} must be an integer >= {min}"))),
             }
         };
         let num = |name: &str, default: u64| parse(name, default, 1);

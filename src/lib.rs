@@ -1,30 +1,32 @@
-//! Expo Updates server core: protocol, storage layout, validation and deploy logic as plain
-//! Rust (host-tested), with a thin workers-rs adapter compiled only for wasm32.
+//! expo-ota: a self-hosted over-the-air update server for Expo apps on Cloudflare Workers.
+//!
+//! The core decides everything and is plain Rust, tested on the host; adapters only translate.
+//! Floors, from the ground up (a module only imports from its own floor or below):
+//!
+//! - [`error`], [`validate`], [`config`] — the ground: one error value, input rules, limits.
+//! - [`protocol`] — expo-updates wire formats: manifest, multipart, directives, SFV, PEM, time,
+//!   ids, digests, `npx expo export` output.
+//! - [`storage`] — the `ObjectStore` seam (R2 / memory), the key layout, update records.
+//! - [`access`] — credentials, scopes, the audit log.
+//! - [`check`] — the public manifest check and its per-isolate cache.
+//! - [`deploy`] — publish, commit, delete, rollback, promote, and the dispatcher that maps a deploy
+//!   request and a credential to an operation, an audit entry and cache invalidations.
+//! - [`http`] — routes parsed into a plain enum.
+//! - `worker` (wasm32 only) — the workers-rs adapter: `worker::Request` ↔ core types, streaming,
+//!   R2, WebCrypto, the per-app writer Durable Object.
+//!
+//! `publish-cli` (its own crate) is the other adapter: the publisher's command line and a native
+//! test server over the same core.
 
-pub mod api;
-pub mod audit;
-pub mod auth;
-pub mod cache;
+pub mod access;
 pub mod check;
 pub mod config;
+pub mod deploy;
 pub mod error;
-pub mod export;
-pub mod formdata;
-pub mod formpublish;
-pub mod hash;
-pub mod id;
-pub mod layout;
-pub mod manifest;
-pub mod multipart;
-pub mod pem;
-pub mod record;
-pub mod route;
-pub mod service;
-pub mod sfv;
-pub mod store;
-pub mod time;
-pub mod tokens;
+pub mod http;
+pub mod protocol;
+pub mod storage;
 pub mod validate;
 
 #[cfg(target_arch = "wasm32")]
-mod worker_adapter;
+mod worker;

@@ -25,7 +25,10 @@ impl Platform {
         match s {
             "ios" => Ok(Platform::Ios),
             "android" => Ok(Platform::Android),
-            _ => Err(ApiError::bad_request(format!("invalid platform {:?}: expected \"ios\" or \"android\"", truncate(s)))),
+            _ => Err(ApiError::bad_request(format!(
+                "invalid platform {:?}: expected \"ios\" or \"android\"",
+                truncate(s)
+            ))),
         }
     }
 }

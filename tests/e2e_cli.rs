@@ -8,7 +8,12 @@ use std::collections::BTreeSet;
 use util::*;
 
 fn update<'a>(out: &'a Value, platform: &str) -> &'a Value {
-    out["updates"].as_array().unwrap().iter().find(|u| u["platform"] == platform).unwrap_or_else(|| panic!("no {platform} in {out}"))
+    out["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["platform"] == platform)
+        .unwrap_or_else(|| panic!("no {platform} in {out}"))
 }
 
 fn bundle_size(fixture_name: &str, platform: &str) -> u64 {
@@ -36,7 +41,11 @@ fn demo_app_v1_v2_v3() {
         assert_eq!(m["launchAsset"]["hash"], u["launchAsset"]["hash"]);
         assert_eq!(download_and_verify_assets(&m), u["totalBytes"].as_u64().unwrap());
         // The device that runs it is told there is nothing new.
-        assert_eq!(s.check("demo-app", platform, "1.0.3", &[("expo-current-update-id", u["id"].as_str().unwrap())]).directive()["type"], "noUpdateAvailable");
+        assert_eq!(
+            s.check("demo-app", platform, "1.0.3", &[("expo-current-update-id", u["id"].as_str().unwrap())])
+                .directive()["type"],
+            "noUpdateAvailable"
+        );
         ids.insert(u["id"].as_str().unwrap().to_string());
     }
     assert_eq!(ids.len(), 2, "one id per platform");
@@ -52,7 +61,9 @@ fn demo_app_v1_v2_v3() {
         assert_ne!(u2["id"], u1["id"]);
         assert!(u2["createdAt"].as_str() > u1["createdAt"].as_str());
         // A device on v1 is offered v2.
-        let m = s.check("demo-app", platform, "1.0.3", &[("expo-current-update-id", u1["id"].as_str().unwrap())]).manifest();
+        let m = s
+            .check("demo-app", platform, "1.0.3", &[("expo-current-update-id", u1["id"].as_str().unwrap())])
+            .manifest();
         assert_eq!(m["id"], u2["id"]);
         download_and_verify_assets(&m);
     }
@@ -65,7 +76,9 @@ fn demo_app_v1_v2_v3() {
         let m = s.check("demo-app", platform, "1.0.3", &[]).manifest();
         let keys: BTreeSet<&str> = m["assets"].as_array().unwrap().iter().map(|a| a["key"].as_str().unwrap()).collect();
         assert!(keys.contains("dbbe7152a19ceb0809c38a0ae8c98c88") && keys.contains("81aa1060a1ddfeb6c063f386ad268fa9"));
-        assert!(!keys.contains("1c55265678b19143ee84a770b2bcfc19") && !keys.contains("ed702552983a8eec95c8d7f1252a4473"));
+        assert!(
+            !keys.contains("1c55265678b19143ee84a770b2bcfc19") && !keys.contains("ed702552983a8eec95c8d7f1252a4473")
+        );
         download_and_verify_assets(&m);
     }
 
@@ -86,7 +99,8 @@ fn demo_app_v1_v2_v3() {
     // delete (needs --yes) → the next check answers no update.
     let refused = s.cli(&["delete", "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3"]);
     assert!(!refused.ok && refused.stderr.contains("--yes"), "{}", refused.stderr);
-    let out = s.cli(&["delete", "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3", "--yes", "--json"]);
+    let out =
+        s.cli(&["delete", "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3", "--yes", "--json"]);
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
     s.check("demo-app", "android", "1.0.3", &[]).manifest();
@@ -103,7 +117,15 @@ fn second_app_plain_js_and_isolation() {
     assert_eq!(m["assets"].as_array().unwrap().len(), 7);
     download_and_verify_assets(&m);
     assert_eq!(s.check("utility-app", "ios", "2.0.0", &[]).directive()["type"], "noUpdateAvailable");
-    let only_ios = s.cli(&["publish", "--slug", "utility-app", "--export-dir", fixture("utility-app-v1").to_str().unwrap(), "--platform", "ios"]);
+    let only_ios = s.cli(&[
+        "publish",
+        "--slug",
+        "utility-app",
+        "--export-dir",
+        fixture("utility-app-v1").to_str().unwrap(),
+        "--platform",
+        "ios",
+    ]);
     assert!(!only_ios.ok && only_ios.stderr.contains("ios"), "{}", only_ios.stderr);
 
     // The plain-JS export (no Hermes) publishes and serves the same way.
@@ -136,12 +158,18 @@ fn dry_run_auth_and_overrides() {
     assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
 
     // Wrong or missing token: a clear error and a non-zero exit, nothing published.
-    let bad = run_cli(&["publish", "--server", &s.base, "--auth-token", "nope", "--slug", "demo-app", "--export-dir", dir].map(String::from));
+    let bad = run_cli(
+        &["publish", "--server", &s.base, "--auth-token", "nope", "--slug", "demo-app", "--export-dir", dir]
+            .map(String::from),
+    );
     assert!(!bad.ok && bad.stderr.contains("401"), "{}", bad.stderr);
     let none = run_cli(&["publish", "--server", &s.base, "--slug", "demo-app", "--export-dir", dir].map(String::from));
     assert!(!none.ok && none.stderr.to_lowercase().contains("token"), "{}", none.stderr);
     // Unreachable server.
-    let down = run_cli(&["publish", "--server", "http://127.0.0.1:9", "--auth-token", "x", "--slug", "demo-app", "--export-dir", dir].map(String::from));
+    let down = run_cli(
+        &["publish", "--server", "http://127.0.0.1:9", "--auth-token", "x", "--slug", "demo-app", "--export-dir", dir]
+            .map(String::from),
+    );
     assert!(!down.ok && down.stderr.starts_with("error:"), "{}", down.stderr);
     // Bad export dir and bad runtime version are refused before any request.
     let missing = s.cli(&["publish", "--slug", "demo-app", "--export-dir", "/nonexistent"]);

@@ -3,8 +3,8 @@
 
 mod util;
 
-use expo_ota::hash::Digests;
-use expo_ota::manifest::{self, FileEntry, ManifestInput};
+use expo_ota::protocol::hash::Digests;
+use expo_ota::protocol::manifest::{self, FileEntry, ManifestInput};
 use serde_json::{json, Value};
 use util::*;
 
@@ -26,14 +26,19 @@ fn upload(s: &Server, prefix: &str, bytes: &[u8], ext: &str) -> Reply {
     let d = Digests::of(bytes);
     let auth = s.auth();
     let md5 = d.md5_hex();
-    let ct = expo_ota::export::content_type_for_ext(ext);
-    http("PUT", &s.url(&format!("/api/files/{prefix}/{}", d.sha256_hex())), &[("authorization", &auth), ("content-type", ct), ("x-content-md5", &md5)], Some(bytes))
+    let ct = expo_ota::protocol::export::content_type_for_ext(ext);
+    http(
+        "PUT",
+        &s.url(&format!("/api/files/{prefix}/{}", d.sha256_hex())),
+        &[("authorization", &auth), ("content-type", ct), ("x-content-md5", &md5)],
+        Some(bytes),
+    )
 }
 
 fn render(files: &[(String, Vec<u8>, String)], base: &str, created_ms: u64) -> String {
     let entry = |(_, b, e): &(String, Vec<u8>, String)| FileEntry { digests: Digests::of(b), ext: e.clone() };
     manifest::build(ManifestInput {
-        id: expo_ota::id::uuid_v4(rand16()),
+        id: expo_ota::protocol::id::uuid_v4(rand16()),
         created_at_ms: created_ms,
         runtime_version: "1.0.3",
         launch_asset: entry(&files[0]),
@@ -88,12 +93,30 @@ fn uploads_are_verified_and_limited() {
 
     // Bytes that do not match the SHA-256 in the URL: R2 refuses them.
     let wrong = Digests::of(b"something else").sha256_hex();
-    let e = http("PUT", &s.url(&format!("/api/files/demo-app/ios/1.0.3/{wrong}")), &[("authorization", &auth)], Some(&data)).assert_error(422);
+    let e = http(
+        "PUT",
+        &s.url(&format!("/api/files/demo-app/ios/1.0.3/{wrong}")),
+        &[("authorization", &auth)],
+        Some(&data),
+    )
+    .assert_error(422);
     assert!(e.to_lowercase().contains("digest") || e.contains("SHA-256"), "{e}");
     // A lying MD5.
     let bad_md5 = Digests::of(b"x").md5_hex();
-    http("PUT", &s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex())), &[("authorization", &auth), ("x-content-md5", &bad_md5)], Some(&data)).assert_error(422);
-    http("PUT", &s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex())), &[("authorization", &auth), ("x-content-md5", "zz")], Some(&data)).assert_error(400);
+    http(
+        "PUT",
+        &s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex())),
+        &[("authorization", &auth), ("x-content-md5", &bad_md5)],
+        Some(&data),
+    )
+    .assert_error(422);
+    http(
+        "PUT",
+        &s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex())),
+        &[("authorization", &auth), ("x-content-md5", "zz")],
+        Some(&data),
+    )
+    .assert_error(400);
     // Over MAX_FILE_BYTES: refused from Content-Length alone.
     let big = read(&fixture("demo-app-v1/assets/85bb2d0ec4a0da159de42e89089ccc0b"));
     let e = upload(&s, "demo-app/ios/1.0.3", &big, "ttf").assert_error(413);
@@ -128,7 +151,11 @@ fn commit_verifies_everything_and_is_atomic() {
     let s = Server::start();
     let prefix = "demo-app/ios/1.0.3";
     let v1 = platform_files("demo-app-v1", "ios");
-    let prep = s.api("POST", &format!("/api/publish/{prefix}/prepare"), Some(&json!({"files": v1.iter().map(|(_, b, _)| Digests::of(b).sha256_hex()).collect::<Vec<_>>()})));
+    let prep = s.api(
+        "POST",
+        &format!("/api/publish/{prefix}/prepare"),
+        Some(&json!({"files": v1.iter().map(|(_, b, _)| Digests::of(b).sha256_hex()).collect::<Vec<_>>()})),
+    );
     assert_eq!(prep.status, 200, "{}", prep.text());
     let base = prep.json()["assetBaseUrl"].as_str().unwrap().to_string();
     assert_eq!(prep.json()["missing"].as_array().unwrap().len(), 7);
@@ -143,7 +170,11 @@ fn commit_verifies_everything_and_is_atomic() {
     for (_, b, e) in &v1 {
         assert_eq!(upload(&s, prefix, b, e).status, 201);
     }
-    let prep = s.api("POST", &format!("/api/publish/{prefix}/prepare"), Some(&json!({"files": v1.iter().map(|(_, b, _)| Digests::of(b).sha256_hex()).collect::<Vec<_>>()})));
+    let prep = s.api(
+        "POST",
+        &format!("/api/publish/{prefix}/prepare"),
+        Some(&json!({"files": v1.iter().map(|(_, b, _)| Digests::of(b).sha256_hex()).collect::<Vec<_>>()})),
+    );
     assert!(prep.json()["missing"].as_array().unwrap().is_empty());
 
     // Tampered manifests are refused.
@@ -162,14 +193,18 @@ fn commit_verifies_everything_and_is_atomic() {
     let v: Value = serde_json::from_str(&forged).unwrap();
     let real_key = v["assets"][0]["key"].as_str().unwrap().to_string();
     let forged = body.replace(&real_key, &"0".repeat(32));
-    let e = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": forged}))).assert_error(422);
+    let e =
+        s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": forged}))).assert_error(422);
     assert!(e.contains("MD5"), "{e}");
-    s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body, "channel": "../prod"}))).assert_error(400);
-    http("POST", &s.url(&format!("/api/publish/{prefix}/commit")), &[("authorization", &s.auth())], Some(b"{not json")).assert_error(400);
+    s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body, "channel": "../prod"})))
+        .assert_error(400);
+    http("POST", &s.url(&format!("/api/publish/{prefix}/commit")), &[("authorization", &s.auth())], Some(b"{not json"))
+        .assert_error(400);
     assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
 
     // The real commit.
-    let r = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body, "message": "first"})));
+    let r =
+        s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body, "message": "first"})));
     assert_eq!(r.status, 201, "{}", r.text());
     let first = r.json();
     let served = s.check("demo-app", "ios", "1.0.3", &[]);
@@ -178,7 +213,8 @@ fn commit_verifies_everything_and_is_atomic() {
     // The same id twice, or an older createdAt: 409, and v1 stays served.
     s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body}))).assert_error(409);
     let older = render(&v1, &base, now_ms() - 60_000);
-    let e = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": older}))).assert_error(409);
+    let e =
+        s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": older}))).assert_error(409);
     assert!(e.contains("strictly newer"), "{e}");
 
     // v2 half uploaded (the bundle never arrives): v1 is still served, intact.

@@ -3,7 +3,7 @@
 
 mod util;
 
-use expo_ota::hash::Digests;
+use expo_ota::protocol::hash::Digests;
 use serde_json::json;
 use std::io::{Read, Write};
 use util::*;
@@ -53,7 +53,14 @@ fn raw(s: &Server, request: &[u8]) -> String {
 
 #[test]
 fn hostile_requests_get_4xx_json_and_change_nothing() {
-    let s = Server::start_with(ServerOptions { vars: vec![("MAX_FILE_BYTES", "2000000".into()), ("MAX_FILES_PER_UPDATE", "50".into()), ("MAX_JSON_BYTES", "65536".into())], ..Default::default() });
+    let s = Server::start_with(ServerOptions {
+        vars: vec![
+            ("MAX_FILE_BYTES", "2000000".into()),
+            ("MAX_FILES_PER_UPDATE", "50".into()),
+            ("MAX_JSON_BYTES", "65536".into()),
+        ],
+        ..Default::default()
+    });
     // A published app to protect, and another app that hostile requests try to reach.
     assert_eq!(s.post_form("demo-app", &export_fields("demo-app-v1"), &[]).status, 201);
     assert_eq!(s.post_form("utility-app", &export_fields("utility-app-v1"), &[]).status, 201);
@@ -67,24 +74,40 @@ fn hostile_requests_get_4xx_json_and_change_nothing() {
     let other_sha = Digests::of(b"other").sha256_hex();
     let meta = String::from_utf8(read(&fixture("utility-app-v1/metadata.json"))).unwrap();
     let bundle = "_expo/static/js/android/index-747f5e310daebf5292a2f0ae384dcc9c.hbc";
-    let (traversal_ct, traversal_form) = form(&[("metadata.json", meta.replace(bundle, "../../../etc/passwd").as_bytes()), ("runtimeVersion", b"2.0.0")]);
-    let (abs_ct, abs_form) = form(&[("metadata.json", meta.replace(bundle, "/etc/passwd").as_bytes()), ("runtimeVersion", b"2.0.0")]);
-    let (bs_ct, bs_form) = form(&[("metadata.json", meta.replace(bundle, "..\\\\..\\\\secret").as_bytes()), ("runtimeVersion", b"2.0.0")]);
+    let (traversal_ct, traversal_form) = form(&[
+        ("metadata.json", meta.replace(bundle, "../../../etc/passwd").as_bytes()),
+        ("runtimeVersion", b"2.0.0"),
+    ]);
+    let (abs_ct, abs_form) =
+        form(&[("metadata.json", meta.replace(bundle, "/etc/passwd").as_bytes()), ("runtimeVersion", b"2.0.0")]);
+    let (bs_ct, bs_form) =
+        form(&[("metadata.json", meta.replace(bundle, "..\\\\..\\\\secret").as_bytes()), ("runtimeVersion", b"2.0.0")]);
     let (dup_ct, dup_form) = form(&[("metadata.json", meta.as_bytes()), ("metadata.json", meta.as_bytes())]);
-    let (dupfile_ct, dupfile_form) = form(&[("runtimeVersion", b"2.0.0"), ("metadata.json", meta.as_bytes()), ("assets/a", b"1"), ("assets/a", b"2")]);
+    let (dupfile_ct, dupfile_form) = form(&[
+        ("runtimeVersion", b"2.0.0"),
+        ("metadata.json", meta.as_bytes()),
+        ("assets/a", b"1"),
+        ("assets/a", b"2"),
+    ]);
     let (missing_ct, missing_form) = form(&[("runtimeVersion", b"2.0.0"), ("metadata.json", meta.as_bytes())]);
     let (field_ct, field_form) = form(&[("file_../../outside", b"x")]);
-    let (plat_ct, plat_form) = form(&[("metadata.json", br#"{"fileMetadata":{"windows":{"bundle":"a.js","assets":[]}}}"#), ("runtimeVersion", b"1")]);
+    let (plat_ct, plat_form) = form(&[
+        ("metadata.json", br#"{"fileMetadata":{"windows":{"bundle":"a.js","assets":[]}}}"#),
+        ("runtimeVersion", b"1"),
+    ]);
     let (badjson_ct, badjson_form) = form(&[("metadata.json", b"{\"fileMetadata\": [1,2,"), ("runtimeVersion", b"1")]);
     let (rv_ct, rv_form) = form(&[("metadata.json", meta.as_bytes()), ("runtimeVersion", b"../../demo-app/ios/1.0.3")]);
     let base = served["launchAsset"]["url"].as_str().unwrap().rsplit_once('/').unwrap().0.to_string();
-    let foreign = expo_ota::manifest::build(expo_ota::manifest::ManifestInput {
-        id: expo_ota::id::uuid_v4(rand16()),
+    let foreign = expo_ota::protocol::manifest::build(expo_ota::protocol::manifest::ManifestInput {
+        id: expo_ota::protocol::id::uuid_v4(rand16()),
         created_at_ms: 4_000_000_000_000,
         runtime_version: "1.0.3",
-        launch_asset: expo_ota::manifest::FileEntry { digests: Digests::of(b"never uploaded"), ext: "bundle".into() },
+        launch_asset: expo_ota::protocol::manifest::FileEntry {
+            digests: Digests::of(b"never uploaded"),
+            ext: "bundle".into(),
+        },
         assets: vec![],
-        metadata: expo_ota::manifest::channel_metadata("production"),
+        metadata: expo_ota::protocol::manifest::channel_metadata("production"),
         expo_client: None,
         asset_base_url: &base,
     })
@@ -94,64 +117,195 @@ fn hostile_requests_get_4xx_json_and_change_nothing() {
 
     let cases = vec![
         // Path traversal in every routed segment.
-        case("slug with encoded slash", "GET", format!("/api/assets/demo-app%2F..%2Futility-app/android/2.0.0/{sha}.png"), 400),
+        case(
+            "slug with encoded slash",
+            "GET",
+            format!("/api/assets/demo-app%2F..%2Futility-app/android/2.0.0/{sha}.png"),
+            400,
+        ),
         case("slug with encoded backslash", "GET", format!("/api/assets/demo-app%5C..%5Cx/ios/1.0.3/{sha}.png"), 400),
         case("dot-dot slug (collapsed by URL parsing)", "GET", format!("/api/assets/%2E%2E/ios/1.0.3/{sha}.png"), 404),
         case("system prefix slug", "GET", format!("/api/assets/_system/ios/1.0.3/{sha}.png"), 400),
         case("encoded NUL in slug", "GET", format!("/api/assets/demo%00app/ios/1.0.3/{sha}.png"), 400),
         case("unknown platform in asset", "GET", format!("/api/assets/demo-app/web/1.0.3/{sha}.png"), 400),
         case("uppercase platform", "GET", format!("/api/assets/demo-app/IOS/1.0.3/{sha}.png"), 400),
-        case("runtime version traversal", "GET", format!("/api/assets/demo-app/ios/..%2F..%2Futility-app/{sha}.png"), 400),
+        case(
+            "runtime version traversal",
+            "GET",
+            format!("/api/assets/demo-app/ios/..%2F..%2Futility-app/{sha}.png"),
+            400,
+        ),
         case("asset hash not hex", "GET", "/api/assets/demo-app/ios/1.0.3/..%2Fchannels%2Fproduction.json", 400),
-        case("asset extension injection", "GET", format!("/api/assets/demo-app/ios/1.0.3/{sha}.png%0d%0aSet-Cookie:x"), 400),
+        case(
+            "asset extension injection",
+            "GET",
+            format!("/api/assets/demo-app/ios/1.0.3/{sha}.png%0d%0aSet-Cookie:x"),
+            400,
+        ),
         case("malformed percent-encoding", "GET", format!("/api/assets/demo-app/ios/1.0%zz/{sha}.png"), 400),
         // Manifest checks.
-        case("check: slug traversal", "GET", "/api/manifest?slug=..%2Futility-app", 400).header("expo-platform", "android").header("expo-runtime-version", "2.0.0"),
-        case("check: unknown platform", "GET", "/api/manifest?slug=demo-app", 400).header("expo-platform", "windows").header("expo-runtime-version", "1.0.3"),
-        case("check: runtime version with CRLF", "GET", "/api/manifest?slug=demo-app&platform=ios&runtimeVersion=1.0.3%0d%0aX-Injected:%201", 400),
-        case("check: runtime version traversal", "GET", "/api/manifest?slug=demo-app&platform=ios&runtimeVersion=../../x", 400),
-        case("check: bad current update id", "GET", "/api/manifest?slug=demo-app", 400).header("expo-platform", "ios").header("expo-runtime-version", "1.0.3").header("expo-current-update-id", "'; DROP TABLE updates; --"),
-        case("check: bad embedded update id", "GET", "/api/manifest?slug=demo-app", 400).header("expo-platform", "ios").header("expo-runtime-version", "1.0.3").header("expo-embedded-update-id", "1234"),
-        case("check: non-numeric protocol", "GET", "/api/manifest?slug=demo-app", 400).header("expo-platform", "ios").header("expo-runtime-version", "1.0.3").header("expo-protocol-version", "1; drop"),
-        case("check: channel traversal", "GET", "/api/manifest?slug=demo-app", 400).header("expo-platform", "ios").header("expo-runtime-version", "1.0.3").header("expo-channel-name", "../staging"),
-        case("check: channel header injection", "GET", "/api/manifest?slug=demo-app", 400).header("expo-platform", "ios").header("expo-runtime-version", "1.0.3").header("expo-channel-name", "prod\", evil=\"1"),
-        case("check: malformed expect-signature", "GET", "/api/manifest?slug=demo-app", 400).header("expo-platform", "ios").header("expo-runtime-version", "1.0.3").header("expo-expect-signature", "sig, keyid=(1 2)"),
+        case("check: slug traversal", "GET", "/api/manifest?slug=..%2Futility-app", 400)
+            .header("expo-platform", "android")
+            .header("expo-runtime-version", "2.0.0"),
+        case("check: unknown platform", "GET", "/api/manifest?slug=demo-app", 400)
+            .header("expo-platform", "windows")
+            .header("expo-runtime-version", "1.0.3"),
+        case(
+            "check: runtime version with CRLF",
+            "GET",
+            "/api/manifest?slug=demo-app&platform=ios&runtimeVersion=1.0.3%0d%0aX-Injected:%201",
+            400,
+        ),
+        case(
+            "check: runtime version traversal",
+            "GET",
+            "/api/manifest?slug=demo-app&platform=ios&runtimeVersion=../../x",
+            400,
+        ),
+        case("check: bad current update id", "GET", "/api/manifest?slug=demo-app", 400)
+            .header("expo-platform", "ios")
+            .header("expo-runtime-version", "1.0.3")
+            .header("expo-current-update-id", "'; DROP TABLE updates; --"),
+        case("check: bad embedded update id", "GET", "/api/manifest?slug=demo-app", 400)
+            .header("expo-platform", "ios")
+            .header("expo-runtime-version", "1.0.3")
+            .header("expo-embedded-update-id", "1234"),
+        case("check: non-numeric protocol", "GET", "/api/manifest?slug=demo-app", 400)
+            .header("expo-platform", "ios")
+            .header("expo-runtime-version", "1.0.3")
+            .header("expo-protocol-version", "1; drop"),
+        case("check: channel traversal", "GET", "/api/manifest?slug=demo-app", 400)
+            .header("expo-platform", "ios")
+            .header("expo-runtime-version", "1.0.3")
+            .header("expo-channel-name", "../staging"),
+        case("check: channel header injection", "GET", "/api/manifest?slug=demo-app", 400)
+            .header("expo-platform", "ios")
+            .header("expo-runtime-version", "1.0.3")
+            .header("expo-channel-name", "prod\", evil=\"1"),
+        case("check: malformed expect-signature", "GET", "/api/manifest?slug=demo-app", 400)
+            .header("expo-platform", "ios")
+            .header("expo-runtime-version", "1.0.3")
+            .header("expo-expect-signature", "sig, keyid=(1 2)"),
         // Uploads.
-        case("upload: hash mismatch", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 422).header("authorization", auth.clone()).body(png.clone()),
-        case("upload: md5 mismatch", "PUT", format!("/api/files/demo-app/ios/1.0.3/{}", Digests::of(b"fresh").sha256_hex()), 422).header("authorization", auth.clone()).header("x-content-md5", Digests::of(b"x").md5_hex()).body(b"fresh".to_vec()),
-        case("upload: oversized", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 413).header("authorization", auth.clone()).body(vec![0u8; 2_000_001]),
-        case("upload: into another app's unknown platform", "PUT", format!("/api/files/utility-app/web/2.0.0/{sha}"), 400).header("authorization", auth.clone()).body(png.clone()),
-        case("upload: oversized content type", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 400).header("authorization", auth.clone()).header("content-type", format!("image/{}", "x".repeat(200))).body(b"other".to_vec()),
+        case("upload: hash mismatch", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 422)
+            .header("authorization", auth.clone())
+            .body(png.clone()),
+        case(
+            "upload: md5 mismatch",
+            "PUT",
+            format!("/api/files/demo-app/ios/1.0.3/{}", Digests::of(b"fresh").sha256_hex()),
+            422,
+        )
+        .header("authorization", auth.clone())
+        .header("x-content-md5", Digests::of(b"x").md5_hex())
+        .body(b"fresh".to_vec()),
+        case("upload: oversized", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 413)
+            .header("authorization", auth.clone())
+            .body(vec![0u8; 2_000_001]),
+        case(
+            "upload: into another app's unknown platform",
+            "PUT",
+            format!("/api/files/utility-app/web/2.0.0/{sha}"),
+            400,
+        )
+        .header("authorization", auth.clone())
+        .body(png.clone()),
+        case("upload: oversized content type", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 400)
+            .header("authorization", auth.clone())
+            .header("content-type", format!("image/{}", "x".repeat(200)))
+            .body(b"other".to_vec()),
         case("upload: no token", "PUT", format!("/api/files/demo-app/ios/1.0.3/{sha}"), 401).body(png.clone()),
-        case("upload: forged scoped token", "PUT", format!("/api/files/demo-app/ios/1.0.3/{sha}"), 401).header("authorization", format!("Bearer ota_0123456789abcdef_{}", "a".repeat(64))).body(png.clone()),
+        case("upload: forged scoped token", "PUT", format!("/api/files/demo-app/ios/1.0.3/{sha}"), 401)
+            .header("authorization", format!("Bearer ota_0123456789abcdef_{}", "a".repeat(64)))
+            .body(png.clone()),
         // JSON bodies.
-        case("prepare: invalid JSON", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400).header("authorization", auth.clone()).header("content-type", "application/json").body(b"{\"files\": [".to_vec()),
-        case("prepare: wrong JSON type", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400).header("authorization", auth.clone()).json(json!({"files": "all"})),
-        case("prepare: huge JSON", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 413).header("authorization", auth.clone()).json(json!({"files": vec!["a".repeat(64); 2000]})),
-        case("prepare: non-hex digests", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400).header("authorization", auth.clone()).json(json!({"files": ["../../etc/passwd"]})),
-        case("prepare: too many files", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 413).header("authorization", auth.clone()).json(json!({"files": vec![sha.clone(); 51]})),
-        case("commit: files never uploaded", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422).header("authorization", auth.clone()).json(json!({"manifest": foreign})),
-        case("commit: URLs of another app", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422).header("authorization", auth.clone()).json(json!({"manifest": foreign.replace(&base, &utility_base)})),
-        case("commit: JSON null in manifest", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422).header("authorization", auth.clone()).json(json!({"manifest": with_null})),
-        case("commit: bogus signature", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 400).header("authorization", auth.clone()).json(json!({"manifest": foreign, "signature": "not base64!"})),
-        case("commit: unknown directive", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422).header("authorization", auth.clone()).json(json!({"directive": "{\"type\":\"wipeDevice\"}"})),
+        case("prepare: invalid JSON", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", "application/json")
+            .body(b"{\"files\": [".to_vec()),
+        case("prepare: wrong JSON type", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400)
+            .header("authorization", auth.clone())
+            .json(json!({"files": "all"})),
+        case("prepare: huge JSON", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 413)
+            .header("authorization", auth.clone())
+            .json(json!({"files": vec!["a".repeat(64); 2000]})),
+        case("prepare: non-hex digests", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400)
+            .header("authorization", auth.clone())
+            .json(json!({"files": ["../../etc/passwd"]})),
+        case("prepare: too many files", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 413)
+            .header("authorization", auth.clone())
+            .json(json!({"files": vec![sha.clone(); 51]})),
+        case("commit: files never uploaded", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422)
+            .header("authorization", auth.clone())
+            .json(json!({"manifest": foreign})),
+        case("commit: URLs of another app", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422)
+            .header("authorization", auth.clone())
+            .json(json!({"manifest": foreign.replace(&base, &utility_base)})),
+        case("commit: JSON null in manifest", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422)
+            .header("authorization", auth.clone())
+            .json(json!({"manifest": with_null})),
+        case("commit: bogus signature", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 400)
+            .header("authorization", auth.clone())
+            .json(json!({"manifest": foreign, "signature": "not base64!"})),
+        case("commit: unknown directive", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422)
+            .header("authorization", auth.clone())
+            .json(json!({"directive": "{\"type\":\"wipeDevice\"}"})),
         // Single-request publish.
-        case("form: traversal in metadata path", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", traversal_ct).body(traversal_form),
-        case("form: absolute metadata path", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", abs_ct).body(abs_form),
-        case("form: backslash traversal", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", bs_ct).body(bs_form),
-        case("form: traversal in field name", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", field_ct).body(field_form),
-        case("form: duplicate metadata field", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", dup_ct).body(dup_form),
-        case("form: duplicate file", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", dupfile_ct).body(dupfile_form),
-        case("form: files named but not sent", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", missing_ct).body(missing_form),
-        case("form: unknown platform in metadata", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", plat_ct).body(plat_form),
-        case("form: invalid metadata JSON", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", badjson_ct).body(badjson_form),
-        case("form: runtime version traversal", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", rv_ct).body(rv_form),
-        case("form: no boundary", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", "multipart/form-data").body(b"--x\r\n".to_vec()),
-        case("form: garbage multipart", "POST", "/api/publish/utility-app", 400).header("authorization", auth.clone()).header("content-type", "multipart/form-data; boundary=zz").body(b"--zz\r\nno headers here".to_vec()),
+        case("form: traversal in metadata path", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", traversal_ct)
+            .body(traversal_form),
+        case("form: absolute metadata path", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", abs_ct)
+            .body(abs_form),
+        case("form: backslash traversal", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", bs_ct)
+            .body(bs_form),
+        case("form: traversal in field name", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", field_ct)
+            .body(field_form),
+        case("form: duplicate metadata field", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", dup_ct)
+            .body(dup_form),
+        case("form: duplicate file", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", dupfile_ct)
+            .body(dupfile_form),
+        case("form: files named but not sent", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", missing_ct)
+            .body(missing_form),
+        case("form: unknown platform in metadata", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", plat_ct)
+            .body(plat_form),
+        case("form: invalid metadata JSON", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", badjson_ct)
+            .body(badjson_form),
+        case("form: runtime version traversal", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", rv_ct)
+            .body(rv_form),
+        case("form: no boundary", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", "multipart/form-data")
+            .body(b"--x\r\n".to_vec()),
+        case("form: garbage multipart", "POST", "/api/publish/utility-app", 400)
+            .header("authorization", auth.clone())
+            .header("content-type", "multipart/form-data; boundary=zz")
+            .body(b"--zz\r\nno headers here".to_vec()),
         // Deletes and tokens.
-        case("delete: other app's traversal", "DELETE", "/api/updates/demo-app/ios/..%2F..%2Futility-app", 400).header("authorization", auth.clone()),
-        case("delete: malformed update id", "DELETE", "/api/updates/demo-app/ios/1.0.3/..", 400).header("authorization", auth.clone()),
-        case("token: revoke traversal", "DELETE", "/api/tokens/..%2F..%2Fdemo-app", 400).header("authorization", auth.clone()),
+        case("delete: other app's traversal", "DELETE", "/api/updates/demo-app/ios/..%2F..%2Futility-app", 400)
+            .header("authorization", auth.clone()),
+        case("delete: malformed update id", "DELETE", "/api/updates/demo-app/ios/1.0.3/..", 400)
+            .header("authorization", auth.clone()),
+        case("token: revoke traversal", "DELETE", "/api/tokens/..%2F..%2Fdemo-app", 400)
+            .header("authorization", auth.clone()),
     ];
     assert!(cases.len() >= 30);
     let mut names = std::collections::BTreeSet::new();

@@ -16,15 +16,31 @@ fn empty_server_answers_directives_and_json_errors() {
     assert_eq!(r.header("expo-sfv-version"), Some("0"));
     assert_eq!(r.header("cache-control"), Some("private, max-age=0"));
     assert!(r.header("content-type").unwrap().starts_with("multipart/mixed; boundary="));
-    assert!(r.body.ends_with(format!("\r\n--{}--\r\n", expo_ota::multipart::boundary_of(r.header("content-type").unwrap()).unwrap()).as_bytes()));
+    assert!(r.body.ends_with(
+        format!(
+            "\r\n--{}--\r\n",
+            expo_ota::protocol::multipart::boundary_of(r.header("content-type").unwrap()).unwrap()
+        )
+        .as_bytes()
+    ));
 
     // Protocol 0 has no directives: 404 JSON when nothing exists.
-    let v0 = http("GET", &s.url("/api/manifest?slug=demo-app"), &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3")], None);
+    let v0 = http(
+        "GET",
+        &s.url("/api/manifest?slug=demo-app"),
+        &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3")],
+        None,
+    );
     v0.assert_error(404);
     assert_eq!(v0.header("expo-protocol-version"), Some("0"));
 
     // Query fallbacks work too.
-    let q = http("GET", &s.url("/api/manifest?slug=demo-app&platform=android&runtimeVersion=1.0.3"), &[("expo-protocol-version", "1")], None);
+    let q = http(
+        "GET",
+        &s.url("/api/manifest?slug=demo-app&platform=android&runtimeVersion=1.0.3"),
+        &[("expo-protocol-version", "1")],
+        None,
+    );
     assert_eq!(q.directive()["type"], "noUpdateAvailable");
 
     // Bad input is 400 JSON.
@@ -32,7 +48,8 @@ fn empty_server_answers_directives_and_json_errors() {
     s.check("../other", "ios", "1.0.3", &[]).assert_error(400);
     s.check("demo-app", "ios", "1.0.3", &[("expo-current-update-id", "not-a-uuid")]).assert_error(400);
     http("GET", &s.url("/api/manifest?slug=demo-app"), &[("expo-platform", "ios")], None).assert_error(400);
-    http("GET", &s.url("/api/manifest"), &[("expo-platform", "ios"), ("expo-runtime-version", "1")], None).assert_error(400);
+    http("GET", &s.url("/api/manifest"), &[("expo-platform", "ios"), ("expo-runtime-version", "1")], None)
+        .assert_error(400);
 
     // Routes: unknown 404, wrong method 405 with Allow.
     http("GET", &s.url("/nope"), &[], None).assert_error(404);
@@ -66,16 +83,29 @@ fn curl_form_publish_serves_both_platforms() {
         // The launch asset is the exported bundle, byte for byte.
         let meta: serde_json::Value = serde_json::from_slice(&read(&fixture("demo-app-v1/metadata.json"))).unwrap();
         let bundle = read(&fixture("demo-app-v1").join(meta["fileMetadata"][platform]["bundle"].as_str().unwrap()));
-        assert_eq!(m["launchAsset"]["hash"], expo_ota::hash::Digests::of(&bundle).sha256_base64url());
+        assert_eq!(m["launchAsset"]["hash"], expo_ota::protocol::hash::Digests::of(&bundle).sha256_base64url());
 
         // The running update gets a directive; an embedded-only client gets the manifest.
         let id = m["id"].as_str().unwrap();
-        assert_eq!(s.check("demo-app", platform, "1.0.3", &[("expo-current-update-id", id)]).directive()["type"], "noUpdateAvailable");
+        assert_eq!(
+            s.check("demo-app", platform, "1.0.3", &[("expo-current-update-id", id)]).directive()["type"],
+            "noUpdateAvailable"
+        );
         let emb = "11111111-2222-4333-8444-555555555555";
-        let r = s.check("demo-app", platform, "1.0.3", &[("expo-current-update-id", emb), ("expo-embedded-update-id", emb)]);
+        let r = s.check(
+            "demo-app",
+            platform,
+            "1.0.3",
+            &[("expo-current-update-id", emb), ("expo-embedded-update-id", emb)],
+        );
         assert_eq!(r.manifest()["id"], id);
         // A v0 client always gets the manifest, with protocol version 0.
-        let v0 = http("GET", &s.url("/api/manifest?slug=demo-app"), &[("expo-platform", platform), ("expo-runtime-version", "1.0.3"), ("expo-current-update-id", id)], None);
+        let v0 = http(
+            "GET",
+            &s.url("/api/manifest?slug=demo-app"),
+            &[("expo-platform", platform), ("expo-runtime-version", "1.0.3"), ("expo-current-update-id", id)],
+            None,
+        );
         assert_eq!(v0.header("expo-protocol-version"), Some("0"));
         assert_eq!(v0.manifest()["id"], id);
         // Other runtimes and other apps get nothing.
@@ -106,7 +136,8 @@ fn seed_style_form_publishes_one_platform() {
     assert_eq!(r.status, 201, "{}", r.text());
     let m = s.check("utility-app", "android", "2.0.0", &[]).manifest();
     assert_eq!(m["assets"].as_array().unwrap().len(), 7);
-    let exts: Vec<&str> = m["assets"].as_array().unwrap().iter().map(|a| a["fileExtension"].as_str().unwrap()).collect();
+    let exts: Vec<&str> =
+        m["assets"].as_array().unwrap().iter().map(|a| a["fileExtension"].as_str().unwrap()).collect();
     for e in [".wav", ".ttf", ".jpg", ".gif", ".png"] {
         assert!(exts.contains(&e), "{e} in {exts:?}");
     }
@@ -119,7 +150,8 @@ fn seed_style_form_publishes_one_platform() {
 
 #[test]
 fn form_publish_rejects_bad_bodies_and_changes_nothing() {
-    let s = Server::start_with(ServerOptions { vars: vec![("MAX_FORM_BYTES", "3000000".into())], ..Default::default() });
+    let s =
+        Server::start_with(ServerOptions { vars: vec![("MAX_FORM_BYTES", "3000000".into())], ..Default::default() });
     let before = s.state_fingerprint();
     let auth = s.auth();
 
@@ -127,12 +159,27 @@ fn form_publish_rejects_bad_bodies_and_changes_nothing() {
     let e = s.post_form("demo-app", &export_fields("demo-app-v1"), &[]).assert_error(413);
     assert!(e.contains("publish-cli"), "{e}");
     // Not multipart.
-    http("POST", &s.url("/api/publish/demo-app"), &[("authorization", &auth), ("content-type", "application/json")], Some(b"{}")).assert_error(415);
+    http(
+        "POST",
+        &s.url("/api/publish/demo-app"),
+        &[("authorization", &auth), ("content-type", "application/json")],
+        Some(b"{}"),
+    )
+    .assert_error(415);
     // Malformed multipart: truncated body.
     let (ct, body) = form_body(&[("metadata.json".into(), read(&fixture("utility-app-v1/metadata.json")))]);
-    http("POST", &s.url("/api/publish/demo-app"), &[("authorization", &auth), ("content-type", &ct)], Some(&body[..body.len() - 10])).assert_error(400);
+    http(
+        "POST",
+        &s.url("/api/publish/demo-app"),
+        &[("authorization", &auth), ("content-type", &ct)],
+        Some(&body[..body.len() - 10]),
+    )
+    .assert_error(400);
     // metadata.json names files that no field carries.
-    let fields = vec![("metadata.json".to_string(), read(&fixture("utility-app-v1/metadata.json"))), ("runtimeVersion".to_string(), b"2.0.0".to_vec())];
+    let fields = vec![
+        ("metadata.json".to_string(), read(&fixture("utility-app-v1/metadata.json"))),
+        ("runtimeVersion".to_string(), b"2.0.0".to_vec()),
+    ];
     let e = s.post_form("utility-app", &fields, &[]).assert_error(400);
     assert!(e.contains("no form field carries it"), "{e}");
     // Traversal in a field name, unknown fields, invalid JSON.
@@ -154,7 +201,10 @@ fn check_logs_one_structured_line() {
         "demo-app",
         "android",
         "1.0.3",
-        &[("expo-fatal-error", "TypeError: undefined is not a function"), ("expo-recent-failed-update-ids", "\"11111111-2222-4333-8444-555555555555\"")],
+        &[
+            ("expo-fatal-error", "TypeError: undefined is not a function"),
+            ("expo-recent-failed-update-ids", "\"11111111-2222-4333-8444-555555555555\""),
+        ],
     );
     assert_eq!(r.directive()["type"], "noUpdateAvailable");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

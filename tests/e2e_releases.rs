@@ -50,7 +50,18 @@ fn publisher_key_signs_publish_rollback_and_promote() {
     let (v1i, v2i) = (ios(&v1), ios(&v2));
 
     // Rollback to previous: a republish of v1 with a new id and a later createdAt, signed.
-    let rb = ok_json(s.cli(&["rollback", "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3", "--private-key", &key(), "--json"]));
+    let rb = ok_json(s.cli(&[
+        "rollback",
+        "--slug",
+        "demo-app",
+        "--platform",
+        "ios",
+        "--runtime-version",
+        "1.0.3",
+        "--private-key",
+        &key(),
+        "--json",
+    ]));
     let u = &rb["updates"][0];
     assert_eq!(u["republishedFrom"], v1i["id"]);
     assert_ne!(u["id"], v1i["id"]);
@@ -66,16 +77,50 @@ fn publisher_key_signs_publish_rollback_and_promote() {
     assert!(!again.ok && again.stderr.contains("embedded"), "{}", again.stderr);
 
     // --to a specific update works across channels' history.
-    let to = ok_json(s.cli(&["rollback", "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3", "--to", v2i["id"].as_str().unwrap(), "--private-key", &key(), "--json"]));
+    let to = ok_json(s.cli(&[
+        "rollback",
+        "--slug",
+        "demo-app",
+        "--platform",
+        "ios",
+        "--runtime-version",
+        "1.0.3",
+        "--to",
+        v2i["id"].as_str().unwrap(),
+        "--private-key",
+        &key(),
+        "--json",
+    ]));
     assert_eq!(to["updates"][0]["republishedFrom"], v2i["id"]);
     assert_eq!(signed_manifest(&s, "ios", "production", None)["launchAsset"]["hash"], v2i["launchAsset"]["hash"]);
 
     // Rollback to embedded: a directive whose commitTime is later than the running update's.
     let running = signed_manifest(&s, "ios", "production", None);
-    let rte = ok_json(s.cli(&["rollback", "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3", "--to-embedded", "--private-key", &key(), "--json"]));
+    let rte = ok_json(s.cli(&[
+        "rollback",
+        "--slug",
+        "demo-app",
+        "--platform",
+        "ios",
+        "--runtime-version",
+        "1.0.3",
+        "--to-embedded",
+        "--private-key",
+        &key(),
+        "--json",
+    ]));
     assert_eq!(rte["updates"][0]["kind"], "rollBackToEmbedded");
     let emb = "11111111-2222-4333-8444-555555555555";
-    let r = s.check("demo-app", "ios", "1.0.3", &[("expo-expect-signature", EXPECT_MAIN), ("expo-current-update-id", running["id"].as_str().unwrap()), ("expo-embedded-update-id", emb)]);
+    let r = s.check(
+        "demo-app",
+        "ios",
+        "1.0.3",
+        &[
+            ("expo-expect-signature", EXPECT_MAIN),
+            ("expo-current-update-id", running["id"].as_str().unwrap()),
+            ("expo-embedded-update-id", emb),
+        ],
+    );
     let d = r.directive();
     assert_eq!(d["type"], "rollBackToEmbedded");
     assert!(d["parameters"]["commitTime"].as_str().unwrap() > running["createdAt"].as_str().unwrap());
@@ -88,11 +133,36 @@ fn publisher_key_signs_publish_rollback_and_promote() {
     assert_eq!(signed_manifest(&s, "ios", "production", None)["id"], v3["updates"][0]["id"]);
 
     // Promote staging → production without re-uploading: signed, channel rewritten.
-    let staged = s.publish("demo-app", "demo-app-v2", &["--platform", "android", "--channel", "staging", "--private-key", &key()]);
+    let staged = s.publish(
+        "demo-app",
+        "demo-app-v2",
+        &["--platform", "android", "--channel", "staging", "--private-key", &key()],
+    );
     assert_eq!(staged["updates"][0]["uploadedFiles"], 0, "v2's files are already stored");
-    let keys = |s: &Server, part: &str| s.state_fingerprint().into_iter().filter(|k| k.contains(part)).map(|k| k.split(' ').next().unwrap().to_string()).collect::<Vec<_>>();
+    let keys = |s: &Server, part: &str| {
+        s.state_fingerprint()
+            .into_iter()
+            .filter(|k| k.contains(part))
+            .map(|k| k.split(' ').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     let (files_before, records_before) = (keys(&s, "/files/"), keys(&s, "/updates/"));
-    let pr = ok_json(s.cli(&["promote", "--slug", "demo-app", "--platform", "android", "--runtime-version", "1.0.3", "--from", "staging", "--to", "production", "--private-key", &key(), "--json"]));
+    let pr = ok_json(s.cli(&[
+        "promote",
+        "--slug",
+        "demo-app",
+        "--platform",
+        "android",
+        "--runtime-version",
+        "1.0.3",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--private-key",
+        &key(),
+        "--json",
+    ]));
     assert_eq!(keys(&s, "/files/"), files_before, "nothing re-uploaded");
     assert_eq!(keys(&s, "/updates/").len(), records_before.len() + 1, "one new record");
     let m = signed_manifest(&s, "android", "production", None);
@@ -118,7 +188,20 @@ fn delete_with_the_key_keeps_the_channel_signed() {
     let v1 = s.publish("demo-app", "demo-app-v1", &["--platform", "ios", "--private-key", &key()]);
     let v2 = s.publish("demo-app", "demo-app-v2", &["--platform", "ios", "--private-key", &key()]);
     let (id1, id2) = (v1["updates"][0]["id"].as_str().unwrap(), v2["updates"][0]["id"].as_str().unwrap());
-    let out = ok_json(s.cli(&["delete", "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3", "--update-id", id2, "--private-key", &key(), "--json"]));
+    let out = ok_json(s.cli(&[
+        "delete",
+        "--slug",
+        "demo-app",
+        "--platform",
+        "ios",
+        "--runtime-version",
+        "1.0.3",
+        "--update-id",
+        id2,
+        "--private-key",
+        &key(),
+        "--json",
+    ]));
     assert_eq!(out["deleted"], id2);
     assert_eq!(out["promoted"]["republishedFrom"], id1);
     let m = signed_manifest(&s, "ios", "production", Some(id2));

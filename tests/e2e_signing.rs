@@ -17,8 +17,8 @@ fn cert() -> String {
 
 fn pkcs8_key() -> String {
     // The same key as PKCS#8 (`BEGIN PRIVATE KEY`), converted by the core's PEM handling.
-    let der = expo_ota::pem::private_key_pkcs8_der(&codesigning("keys/private-key.pem")).unwrap();
-    let b64 = expo_ota::hash::base64_standard(&der);
+    let der = expo_ota::protocol::pem::private_key_pkcs8_der(&codesigning("keys/private-key.pem")).unwrap();
+    let b64 = expo_ota::protocol::hash::base64_standard(&der);
     let body: Vec<String> = b64.as_bytes().chunks(64).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
     format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", body.join("\n"))
 }
@@ -45,7 +45,12 @@ fn server_key_signs_manifests_and_directives() {
         assert_eq!(plain.part("manifest").unwrap().body, r.part("manifest").unwrap().body);
         assert!(plain.part("manifest").unwrap().header("expo-signature").is_none());
         // The running update gets a signed directive.
-        let r = s.check("demo-app", "ios", "1.0.3", &[("expo-expect-signature", EXPECT_MAIN), ("expo-current-update-id", m["id"].as_str().unwrap())]);
+        let r = s.check(
+            "demo-app",
+            "ios",
+            "1.0.3",
+            &[("expo-expect-signature", EXPECT_MAIN), ("expo-current-update-id", m["id"].as_str().unwrap())],
+        );
         assert_eq!(r.directive()["type"], "noUpdateAvailable");
         verify_part_signature(&r.part("directive").unwrap(), &cert(), "main");
     }
@@ -70,10 +75,14 @@ fn without_a_server_key() {
 
 #[test]
 fn rollback_to_embedded_and_delete_promotes_previous() {
-    let s = Server::start_with(ServerOptions { signing_key: Some(codesigning("keys/private-key.pem")), ..Default::default() });
+    let s = Server::start_with(ServerOptions {
+        signing_key: Some(codesigning("keys/private-key.pem")),
+        ..Default::default()
+    });
     let v1 = s.post_form("demo-app", &export_fields("demo-app-v1"), &[]).json();
     let v2 = s.post_form("demo-app", &export_fields("demo-app-v2"), &[]).json();
-    let (id1, id2) = (v1["updates"][0]["id"].as_str().unwrap().to_string(), v2["updates"][0]["id"].as_str().unwrap().to_string());
+    let (id1, id2) =
+        (v1["updates"][0]["id"].as_str().unwrap().to_string(), v2["updates"][0]["id"].as_str().unwrap().to_string());
     assert_eq!(v2["updates"][0]["platform"], "ios");
 
     // Delete the current update: the previous one is republished (new id, later createdAt, v1's files).
@@ -87,7 +96,10 @@ fn rollback_to_embedded_and_delete_promotes_previous() {
     let m = s.check("demo-app", "ios", "1.0.3", &[("expo-current-update-id", &id2)]).manifest();
     assert_eq!(m["id"], promoted.as_str());
     assert!(m["createdAt"].as_str().unwrap() > v2["updates"][0]["createdAt"].as_str().unwrap());
-    let v1m: Value = serde_json::from_str(s.api("GET", &format!("/api/updates/demo-app/ios/1.0.3/{id1}"), None).json()["body"].as_str().unwrap()).unwrap();
+    let v1m: Value = serde_json::from_str(
+        s.api("GET", &format!("/api/updates/demo-app/ios/1.0.3/{id1}"), None).json()["body"].as_str().unwrap(),
+    )
+    .unwrap();
     assert_eq!(m["launchAsset"]["hash"], v1m["launchAsset"]["hash"]);
     download_and_verify_assets(&m);
     let list = s.api("GET", "/api/updates?slug=demo-app", None).json();
@@ -96,26 +108,40 @@ fn rollback_to_embedded_and_delete_promotes_previous() {
     assert_eq!(ios["updates"][0]["current"], true);
 
     // Roll back to embedded through the commit API; commitTime later than anything published.
-    let commit_ms = expo_ota::time::parse_millis(m["createdAt"].as_str().unwrap()).unwrap() + 1000;
-    let directive = expo_ota::manifest::Directive::roll_back_to_embedded(commit_ms).render();
+    let commit_ms = expo_ota::protocol::time::parse_millis(m["createdAt"].as_str().unwrap()).unwrap() + 1000;
+    let directive = expo_ota::protocol::manifest::Directive::roll_back_to_embedded(commit_ms).render();
     let r = s.api("POST", "/api/publish/demo-app/ios/1.0.3/commit", Some(&json!({"directive": directive})));
     assert_eq!(r.status, 201, "{}", r.text());
     let emb = "11111111-2222-4333-8444-555555555555";
-    let r = s.check("demo-app", "ios", "1.0.3", &[("expo-current-update-id", &promoted), ("expo-embedded-update-id", emb), ("expo-expect-signature", EXPECT_MAIN)]);
+    let r = s.check(
+        "demo-app",
+        "ios",
+        "1.0.3",
+        &[
+            ("expo-current-update-id", &promoted),
+            ("expo-embedded-update-id", emb),
+            ("expo-expect-signature", EXPECT_MAIN),
+        ],
+    );
     let d = r.directive();
     assert_eq!(d["type"], "rollBackToEmbedded");
     let commit_time = d["parameters"]["commitTime"].as_str().unwrap();
-    assert!(expo_ota::time::parse_millis(commit_time).is_some());
+    assert!(expo_ota::protocol::time::parse_millis(commit_time).is_some());
     assert!(commit_time > m["createdAt"].as_str().unwrap(), "commitTime must be after the running update's");
     verify_part_signature(&r.part("directive").unwrap(), &cert(), "main");
     // A device already on its embedded update gets noUpdateAvailable.
     let r = s.check("demo-app", "ios", "1.0.3", &[("expo-current-update-id", emb), ("expo-embedded-update-id", emb)]);
     assert_eq!(r.directive()["type"], "noUpdateAvailable");
     // An older commitTime is refused: it would not take effect on devices.
-    let stale = expo_ota::manifest::Directive::roll_back_to_embedded(commit_ms - 5000).render();
+    let stale = expo_ota::protocol::manifest::Directive::roll_back_to_embedded(commit_ms - 5000).render();
     s.api("POST", "/api/publish/demo-app/ios/1.0.3/commit", Some(&json!({"directive": stale}))).assert_error(409);
     // v0 clients cannot receive directives.
-    let v0 = http("GET", &s.url("/api/manifest?slug=demo-app"), &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3")], None);
+    let v0 = http(
+        "GET",
+        &s.url("/api/manifest?slug=demo-app"),
+        &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3")],
+        None,
+    );
     v0.assert_error(404);
 
     // Android was never touched.
@@ -139,7 +165,7 @@ fn channels_and_manifest_filters() {
     // Each response's filters match its own manifest (the client checks) and reject the other
     // channel's updates already on the device.
     for (r, m, other) in [(&prod, &pm, &sm), (&stag, &sm, &pm)] {
-        let filters = expo_ota::sfv::parse_dictionary(r.header("expo-manifest-filters").unwrap()).unwrap();
+        let filters = expo_ota::protocol::sfv::parse_dictionary(r.header("expo-manifest-filters").unwrap()).unwrap();
         assert_eq!(filters.len(), 1);
         let (k, v) = &filters[0];
         assert_eq!(k, "channel");
@@ -154,7 +180,8 @@ fn channels_and_manifest_filters() {
     // History lists both channels.
     let list = s.api("GET", "/api/updates?slug=demo-app", None).json();
     let ios = list["runtimes"].as_array().unwrap().iter().find(|r| r["platform"] == "ios").unwrap();
-    let channels: Vec<&str> = ios["updates"].as_array().unwrap().iter().map(|u| u["channel"].as_str().unwrap()).collect();
+    let channels: Vec<&str> =
+        ios["updates"].as_array().unwrap().iter().map(|u| u["channel"].as_str().unwrap()).collect();
     assert_eq!(channels, vec!["staging", "production"]);
     assert!(ios["updates"].as_array().unwrap().iter().all(|u| u["current"] == true && u["signed"] == false));
 }

@@ -19,7 +19,10 @@ fn as_token<'a>(token: &'a str) -> impl Fn(&str, &str, Option<&[u8]>) -> Reply +
 #[test]
 fn scoped_tokens_are_limited_to_their_apps_and_actions() {
     let s = Server::start();
-    let r = create_token(&s, json!({"name": "ci-demo", "apps": ["demo-app"], "scopes": ["publish", "read"], "expiresIn": "90d"}));
+    let r = create_token(
+        &s,
+        json!({"name": "ci-demo", "apps": ["demo-app"], "scopes": ["publish", "read"], "expiresIn": "90d"}),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let created = r.json();
     let token = created["token"].as_str().unwrap().to_string();
@@ -31,18 +34,25 @@ fn scoped_tokens_are_limited_to_their_apps_and_actions() {
     // Publish to its app works, with the real form route.
     let (ct, body) = form_body(&export_fields("demo-app-v1"));
     let auth = format!("Bearer {token}");
-    let r = http("POST", &s.url("/api/publish/demo-app"), &[("authorization", &auth), ("content-type", &ct)], Some(&body));
+    let r =
+        http("POST", &s.url("/api/publish/demo-app"), &[("authorization", &auth), ("content-type", &ct)], Some(&body));
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(call("GET", &s.url("/api/updates?slug=demo-app"), None).status, 200);
 
     // Another app, or an action outside its scopes: 403 (known token, not allowed).
-    let e = call("POST", &s.url("/api/publish/utility-app/android/2.0.0/prepare"), Some(br#"{"files":[]}"#)).assert_error(403);
+    let e = call("POST", &s.url("/api/publish/utility-app/android/2.0.0/prepare"), Some(br#"{"files":[]}"#))
+        .assert_error(403);
     assert!(e.contains("utility-app"), "{e}");
     call("GET", &s.url("/api/updates?slug=utility-app"), None).assert_error(403);
     let e = call("DELETE", &s.url("/api/updates/demo-app/ios/1.0.3"), None).assert_error(403);
     assert!(e.contains("delete"), "{e}");
-    let directive = expo_ota::manifest::Directive::roll_back_to_embedded(4_000_000_000_000).render();
-    call("POST", &s.url("/api/publish/demo-app/ios/1.0.3/commit"), Some(json!({"directive": directive}).to_string().as_bytes())).assert_error(403);
+    let directive = expo_ota::protocol::manifest::Directive::roll_back_to_embedded(4_000_000_000_000).render();
+    call(
+        "POST",
+        &s.url("/api/publish/demo-app/ios/1.0.3/commit"),
+        Some(json!({"directive": directive}).to_string().as_bytes()),
+    )
+    .assert_error(403);
     // Token management and the cross-app audit log need the ADMIN_TOKEN.
     call("POST", &s.url("/api/tokens"), Some(br#"{"name":"x","allApps":true,"scopes":["delete"]}"#)).assert_error(403);
     call("GET", &s.url("/api/tokens"), None).assert_error(403);
@@ -76,7 +86,8 @@ fn scoped_tokens_are_limited_to_their_apps_and_actions() {
     assert!(e.contains("MAX_APPS_PER_TOKEN"), "{e}");
     create_token(&s, json!({"name": "bad", "apps": ["../x"], "scopes": ["read"]})).assert_error(400);
     create_token(&s, json!({"name": "bad", "apps": ["a"], "scopes": ["root"]})).assert_error(400);
-    create_token(&s, json!({"name": "bad", "apps": ["a"], "scopes": ["read"], "expiresIn": "forever"})).assert_error(400);
+    create_token(&s, json!({"name": "bad", "apps": ["a"], "scopes": ["read"], "expiresIn": "forever"}))
+        .assert_error(400);
 }
 
 #[test]
@@ -87,17 +98,37 @@ fn audit_log_records_every_deploy_operation() {
     let token_id = r.json()["id"].as_str().unwrap().to_string();
     let auth = format!("Bearer {token}");
     let (ct, body) = form_body(&export_fields("utility-app-v1"));
-    let published = http("POST", &s.url("/api/publish/utility-app"), &[("authorization", &auth), ("content-type", &ct)], Some(&body)).json();
+    let published = http(
+        "POST",
+        &s.url("/api/publish/utility-app"),
+        &[("authorization", &auth), ("content-type", &ct)],
+        Some(&body),
+    )
+    .json();
     let update_id = published["updates"][0]["id"].as_str().unwrap().to_string();
-    http("DELETE", &s.url("/api/updates/utility-app/android/9.9.9"), &[("authorization", &auth)], None).assert_error(404);
-    assert_eq!(http("DELETE", &s.url("/api/updates/utility-app/android/2.0.0"), &[("authorization", &auth)], None).status, 200);
+    http("DELETE", &s.url("/api/updates/utility-app/android/9.9.9"), &[("authorization", &auth)], None)
+        .assert_error(404);
+    assert_eq!(
+        http("DELETE", &s.url("/api/updates/utility-app/android/2.0.0"), &[("authorization", &auth)], None).status,
+        200
+    );
     assert_eq!(s.api("DELETE", &format!("/api/tokens/{token_id}"), None).status, 200);
 
     let log = s.api("GET", "/api/audit", None);
     assert_eq!(log.status, 200, "{}", log.text());
     let entries = log.json()["entries"].as_array().unwrap().clone();
-    let actions: Vec<(&str, u64)> = entries.iter().map(|e| (e["action"].as_str().unwrap(), e["status"].as_u64().unwrap())).collect();
-    assert_eq!(actions, vec![("token-create", 201), ("publish", 201), ("delete-runtime", 404), ("delete-runtime", 200), ("token-revoke", 200)]);
+    let actions: Vec<(&str, u64)> =
+        entries.iter().map(|e| (e["action"].as_str().unwrap(), e["status"].as_u64().unwrap())).collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("token-create", 201),
+            ("publish", 201),
+            ("delete-runtime", 404),
+            ("delete-runtime", 200),
+            ("token-revoke", 200)
+        ]
+    );
     let publish = &entries[1];
     assert_eq!(publish["actor"], token_id.as_str());
     assert_eq!(publish["actorName"], "ci-all");
@@ -121,7 +152,10 @@ fn audit_log_records_every_deploy_operation() {
 fn deploy_operations_are_rate_limited_per_credential_reads_are_not() {
     let s = Server::start_with(ServerOptions { deploy_rate_limit: Some(5), ..Default::default() });
     // Minting is the admin's first deploy operation of the window.
-    let token = create_token(&s, json!({"name": "reader", "allApps": true, "scopes": ["read"]})).json()["token"].as_str().unwrap().to_string();
+    let token = create_token(&s, json!({"name": "reader", "allApps": true, "scopes": ["read"]})).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut statuses = Vec::new();
     for _ in 0..6 {
         statuses.push(s.api("GET", "/api/updates?slug=demo-app", None).status);
@@ -146,13 +180,41 @@ fn cli_token_lifecycle_and_audit() {
         assert!(out.ok, "{:?}: {}", args, out.stderr);
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
     };
-    let created = run(&["token", "create", "--name", "ci-utility", "--slug", "utility-app", "--scope", "publish,read", "--expires-in", "30d", "--json"]);
+    let created = run(&[
+        "token",
+        "create",
+        "--name",
+        "ci-utility",
+        "--slug",
+        "utility-app",
+        "--scope",
+        "publish,read",
+        "--expires-in",
+        "30d",
+        "--json",
+    ]);
     let token = created["token"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
 
     // The CI job publishes with the scoped token (and cannot touch another app).
     let dir = fixture("utility-app-v1");
-    let publish = |slug: &str| run_cli(&["publish", "--server", &s.base, "--auth-token", &token, "--slug", slug, "--export-dir", dir.to_str().unwrap(), "--json"].map(String::from));
+    let publish = |slug: &str| {
+        run_cli(
+            &[
+                "publish",
+                "--server",
+                &s.base,
+                "--auth-token",
+                &token,
+                "--slug",
+                slug,
+                "--export-dir",
+                dir.to_str().unwrap(),
+                "--json",
+            ]
+            .map(String::from),
+        )
+    };
     let ok = publish("utility-app");
     assert!(ok.ok, "{}", ok.stderr);
     let denied = publish("demo-app");
@@ -169,7 +231,11 @@ fn cli_token_lifecycle_and_audit() {
     assert_eq!(actions, ["publish"]);
     assert_eq!(log["entries"][0]["actorName"], "ci-utility");
     let human = s.cli(&["audit"]);
-    assert!(human.ok && human.stdout.contains("token-create") && human.stdout.contains("ci-utility"), "{}", human.stdout);
+    assert!(
+        human.ok && human.stdout.contains("token-create") && human.stdout.contains("ci-utility"),
+        "{}",
+        human.stdout
+    );
 
     run(&["token", "revoke", &id, "--json"]);
     let after = publish("utility-app");

@@ -7,17 +7,17 @@
 //! bug report (and, once fixed, in a unit test next to the code).
 
 use expo_ota::check;
-use expo_ota::export;
-use expo_ota::formdata;
-use expo_ota::hash::{self, Digests};
-use expo_ota::id;
-use expo_ota::layout::Target;
-use expo_ota::manifest::{self, Directive, FileEntry, ManifestInput};
-use expo_ota::multipart;
-use expo_ota::pem;
-use expo_ota::route::{self, Route};
-use expo_ota::sfv::{self, Item};
-use expo_ota::time;
+use expo_ota::deploy::formdata;
+use expo_ota::http::route::{self, Route};
+use expo_ota::protocol::export;
+use expo_ota::protocol::hash::{self, Digests};
+use expo_ota::protocol::id;
+use expo_ota::protocol::manifest::{self, Directive, FileEntry, ManifestInput};
+use expo_ota::protocol::multipart;
+use expo_ota::protocol::pem;
+use expo_ota::protocol::sfv::{self, Item};
+use expo_ota::protocol::time;
+use expo_ota::storage::layout::Target;
 use expo_ota::validate::{self, Platform};
 use proptest::collection::vec;
 use proptest::option;
@@ -58,9 +58,57 @@ fn any_bytes(max: usize) -> BoxedStrategy<Vec<u8>> {
 
 /// Pieces that break naive path, query and header handling.
 const HOSTILE: &[&str] = &[
-    "%", "..", ".", "/", "\\", "%2F", "%2f", "%5C", "%5c", "%00", "%0d%0a", "%0A", "%zz", "%f", "%ff", "%C3%A9", "%E2%80",
-    "%+f", "%-1", "%2e%2e", "%2E", "é", "😀", "\u{202e}", "\u{feff}", "\u{0}", "\u{7f}", "\u{85}", "\r\n", "\n", "\t", " ",
-    ":", "C:", "~", "+", "?", "#", "&", "=", ";", ",", "\"", "'", "*", "(", ")", "//", "\\\\?\\", "..%2F", "%2e%2e%2f",
+    "%",
+    "..",
+    ".",
+    "/",
+    "\\",
+    "%2F",
+    "%2f",
+    "%5C",
+    "%5c",
+    "%00",
+    "%0d%0a",
+    "%0A",
+    "%zz",
+    "%f",
+    "%ff",
+    "%C3%A9",
+    "%E2%80",
+    "%+f",
+    "%-1",
+    "%2e%2e",
+    "%2E",
+    "é",
+    "😀",
+    "\u{202e}",
+    "\u{feff}",
+    "\u{0}",
+    "\u{7f}",
+    "\u{85}",
+    "\r\n",
+    "\n",
+    "\t",
+    " ",
+    ":",
+    "C:",
+    "~",
+    "+",
+    "?",
+    "#",
+    "&",
+    "=",
+    ";",
+    ",",
+    "\"",
+    "'",
+    "*",
+    "(",
+    ")",
+    "//",
+    "\\\\?\\",
+    "..%2F",
+    "%2e%2e%2f",
 ];
 
 fn fragment() -> BoxedStrategy<String> {
@@ -178,19 +226,37 @@ fn route_segments() -> BoxedStrategy<(Vec<String>, &'static [&'static str])> {
     prop_oneof![
         (kw("health"), m(&["GET", "HEAD"])).prop_map(|(a, m)| (vec![a], m)),
         (kw("api"), kw("manifest"), m(&["GET", "HEAD"])).prop_map(|(a, b, m)| (vec![a, b], m)),
-        (kw("api"), kw("assets"), target(), slot(asset_file()), m(&["GET", "HEAD"])).prop_map(|(a, b, (s, p, r), f, m)| (vec![a, b, s, p, r, f], m)),
+        (kw("api"), kw("assets"), target(), slot(asset_file()), m(&["GET", "HEAD"]))
+            .prop_map(|(a, b, (s, p, r), f, m)| (vec![a, b, s, p, r, f], m)),
         (kw("api"), kw("publish"), slot(valid_slug()), m(&["POST"])).prop_map(|(a, b, s, m)| (vec![a, b, s], m)),
-        (kw("api"), kw("publish"), target(), slot(select(&["prepare", "commit"][..]).prop_map(str::to_string)), m(&["POST"]))
+        (
+            kw("api"),
+            kw("publish"),
+            target(),
+            slot(select(&["prepare", "commit"][..]).prop_map(str::to_string)),
+            m(&["POST"])
+        )
             .prop_map(|(a, b, (s, p, r), op, m)| (vec![a, b, s, p, r, op], m)),
-        (kw("api"), kw("files"), target(), slot(sha_hex()), m(&["PUT"])).prop_map(|(a, b, (s, p, r), h, m)| (vec![a, b, s, p, r, h], m)),
+        (kw("api"), kw("files"), target(), slot(sha_hex()), m(&["PUT"]))
+            .prop_map(|(a, b, (s, p, r), h, m)| (vec![a, b, s, p, r, h], m)),
         (kw("api"), kw("updates"), m(&["GET"])).prop_map(|(a, b, m)| (vec![a, b], m)),
         (kw("api"), kw("updates"), target(), m(&["DELETE"])).prop_map(|(a, b, (s, p, r), m)| (vec![a, b, s, p, r], m)),
-        (kw("api"), kw("updates"), target(), slot(uuid_like()), m(&["GET", "DELETE"])).prop_map(|(a, b, (s, p, r), u, m)| (vec![a, b, s, p, r, u], m)),
+        (kw("api"), kw("updates"), target(), slot(uuid_like()), m(&["GET", "DELETE"]))
+            .prop_map(|(a, b, (s, p, r), u, m)| (vec![a, b, s, p, r, u], m)),
         (kw("api"), kw("tokens"), m(&["GET", "POST"])).prop_map(|(a, b, m)| (vec![a, b], m)),
         (kw("api"), kw("tokens"), slot("[0-9a-f]{16}"), m(&["DELETE"])).prop_map(|(a, b, t, m)| (vec![a, b, t], m)),
         (kw("api"), kw("audit"), m(&["GET"])).prop_map(|(a, b, m)| (vec![a, b], m)),
         // Random segment lists from the hostile alphabet.
-        (vec(prop_oneof![hostile_string(), select(&["api", "assets", "updates", "ios"][..]).prop_map(str::to_string)], 0..9), m(&["GET"])),
+        (
+            vec(
+                prop_oneof![
+                    hostile_string(),
+                    select(&["api", "assets", "updates", "ios"][..]).prop_map(str::to_string)
+                ],
+                0..9
+            ),
+            m(&["GET"])
+        ),
     ]
     .boxed()
 }
@@ -321,7 +387,8 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 const PATH_FRAGMENTS: &[&str] = &[
-    "..", ".", "", "/", "\\", "C:", "c:\\", "//", "\u{0}", "\n", "\u{7f}", "\u{85}", "é", "%2e%2e", "~", " ", "\\\\?\\", "a:", "...",
+    "..", ".", "", "/", "\\", "C:", "c:\\", "//", "\u{0}", "\n", "\u{7f}", "\u{85}", "é", "%2e%2e", "~", " ",
+    "\\\\?\\", "a:", "...",
 ];
 
 fn valid_export_path() -> BoxedStrategy<String> {
@@ -507,9 +574,51 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 const SFV_FRAGMENTS: &[&str] = &[
-    "sig", "keyid", "alg", "a", "*", "=", ",", ", ", ";", ";q", "\"", "\\", "\\\"", "?1", "?0", "?", "?2", ":", ":aGk=:", "::", ":!!:",
-    "(", ")", "-", "1", "-0", "1.5", "1.", ".5", "1.2.3", "123456789012345", "1234567890123456", "-999999999999999", "0.1234",
-    "1234567890123.1", " ", "\t", "tok/en", "\"rsa-v1_5-sha256\"", "\"main\"", "é", "\u{0}", "\u{7f}", "A", "\r\n",
+    "sig",
+    "keyid",
+    "alg",
+    "a",
+    "*",
+    "=",
+    ",",
+    ", ",
+    ";",
+    ";q",
+    "\"",
+    "\\",
+    "\\\"",
+    "?1",
+    "?0",
+    "?",
+    "?2",
+    ":",
+    ":aGk=:",
+    "::",
+    ":!!:",
+    "(",
+    ")",
+    "-",
+    "1",
+    "-0",
+    "1.5",
+    "1.",
+    ".5",
+    "1.2.3",
+    "123456789012345",
+    "1234567890123456",
+    "-999999999999999",
+    "0.1234",
+    "1234567890123.1",
+    " ",
+    "\t",
+    "tok/en",
+    "\"rsa-v1_5-sha256\"",
+    "\"main\"",
+    "é",
+    "\u{0}",
+    "\u{7f}",
+    "A",
+    "\r\n",
 ];
 
 /// One dictionary member's value: every item kind, well-formed or slightly off.
@@ -639,7 +748,18 @@ const PART_NAMES: &[&str] = &["manifest", "directive", "extensions", "certificat
 
 /// Part bodies built to confuse a boundary scanner: dashes, CRLFs, fake boundaries.
 fn part_body() -> BoxedStrategy<Vec<u8>> {
-    let tricky: &[&[u8]] = &[b"--", b"\r\n", b"\r\n\r\n", b"--ota-", b"\r\n--", b"--\r\n", b"content-disposition: form-data; name=\"x\"", b":", b";", b"\""];
+    let tricky: &[&[u8]] = &[
+        b"--",
+        b"\r\n",
+        b"\r\n\r\n",
+        b"--ota-",
+        b"\r\n--",
+        b"--\r\n",
+        b"content-disposition: form-data; name=\"x\"",
+        b":",
+        b";",
+        b"\"",
+    ];
     vec(
         prop_oneof![
             3 => select(tricky).prop_map(<[u8]>::to_vec),
@@ -660,8 +780,25 @@ fn part_body() -> BoxedStrategy<Vec<u8>> {
 
 fn content_type_string() -> BoxedStrategy<String> {
     const CT: &[&str] = &[
-        "multipart/mixed", "multipart/form-data", "MULTIPART/Mixed", "multipart/", "application/json", ";", "; ", "boundary=", "Boundary=",
-        " boundary = ", "\"", "=", " ", "abc", "ota-1", "charset=utf-8", "é", "\u{0}", "\t",
+        "multipart/mixed",
+        "multipart/form-data",
+        "MULTIPART/Mixed",
+        "multipart/",
+        "application/json",
+        ";",
+        "; ",
+        "boundary=",
+        "Boundary=",
+        " boundary = ",
+        "\"",
+        "=",
+        " ",
+        "abc",
+        "ota-1",
+        "charset=utf-8",
+        "é",
+        "\u{0}",
+        "\t",
     ];
     prop_oneof![
         4 => vec(prop_oneof![4 => select(CT).prop_map(str::to_string), 1 => "[!-~]{0,80}".boxed()], 0..10).prop_map(|v| v.concat()),
@@ -675,7 +812,12 @@ fn content_type_string() -> BoxedStrategy<String> {
 fn boundary_shaped() -> BoxedStrategy<(String, Vec<u8>)> {
     prop_oneof![Just("b".to_string()), "[a-z0-9-]{1,8}".boxed(), "[!-~]{1,70}".boxed()]
         .prop_flat_map(|b| {
-            let opening: Vec<Vec<u8>> = vec![format!("--{b}\r\n").into_bytes(), format!("--{b}").into_bytes(), Vec::new(), format!("--{b}\n").into_bytes()];
+            let opening: Vec<Vec<u8>> = vec![
+                format!("--{b}\r\n").into_bytes(),
+                format!("--{b}").into_bytes(),
+                Vec::new(),
+                format!("--{b}\n").into_bytes(),
+            ];
             let frags: Vec<Vec<u8>> = vec![
                 format!("--{b}").into_bytes(),
                 format!("--{b}--").into_bytes(),
@@ -690,8 +832,16 @@ fn boundary_shaped() -> BoxedStrategy<(String, Vec<u8>)> {
                 b"\xff\xfe".to_vec(),
                 b.clone().into_bytes(),
             ];
-            let closing: Vec<Vec<u8>> = vec![format!("\r\n--{b}--\r\n").into_bytes(), format!("--{b}--\r\n").into_bytes(), format!("\n--{b}--\r\n").into_bytes(), Vec::new()];
-            let middle = prop_oneof![Just(Vec::new()), vec(prop_oneof![4 => select(frags), 1 => vec(any::<u8>(), 0..16)], 0..10).prop_map(|v| v.concat())];
+            let closing: Vec<Vec<u8>> = vec![
+                format!("\r\n--{b}--\r\n").into_bytes(),
+                format!("--{b}--\r\n").into_bytes(),
+                format!("\n--{b}--\r\n").into_bytes(),
+                Vec::new(),
+            ];
+            let middle = prop_oneof![
+                Just(Vec::new()),
+                vec(prop_oneof![4 => select(frags), 1 => vec(any::<u8>(), 0..16)], 0..10).prop_map(|v| v.concat())
+            ];
             let body = (select(opening), middle, select(closing)).prop_map(|(o, m, c)| [o, m, c].concat());
             (Just(format!("multipart/mixed; boundary={b}")), body)
         })
@@ -772,7 +922,10 @@ fn form_field() -> BoxedStrategy<FormField> {
     (
         name,
         option::of(name),
-        option::of(select(&["image/png", "application/octet-stream", "text/plain; charset=utf-8"][..]).prop_map(str::to_string)),
+        option::of(
+            select(&["image/png", "application/octet-stream", "text/plain; charset=utf-8"][..])
+                .prop_map(str::to_string),
+        ),
         form_value(),
         any::<bool>(),
     )
@@ -1232,7 +1385,11 @@ fn check_headers() -> BoxedStrategy<Vec<Option<String>>> {
         uuid_like(),
         uuid_like(),
         "[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}".boxed(),
-        prop_oneof![Just("sig".to_string()), "[ -!#-\\[\\]-~]{1,20}".prop_map(|k| format!("sig, keyid=\"{k}\", alg=\"rsa-v1_5-sha256\""))].boxed(),
+        prop_oneof![
+            Just("sig".to_string()),
+            "[ -!#-\\[\\]-~]{1,20}".prop_map(|k| format!("sig, keyid=\"{k}\", alg=\"rsa-v1_5-sha256\""))
+        ]
+        .boxed(),
         any_string(),
         any_string(),
     ];

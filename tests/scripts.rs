@@ -17,7 +17,10 @@ fn wrangler_dry_run_builds_the_worker_bundle() {
     assert!(out.status.success(), "{log}");
     assert!(log.contains("env.UPDATES"), "the R2 binding is declared: {log}");
     let files: Vec<_> = std::fs::read_dir(out_dir.path()).unwrap().flatten().map(|e| e.path()).collect();
-    let wasm = files.iter().find(|p| p.extension().is_some_and(|e| e == "wasm")).unwrap_or_else(|| panic!("no wasm in {files:?}"));
+    let wasm = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .unwrap_or_else(|| panic!("no wasm in {files:?}"));
     assert!(std::fs::read(wasm).unwrap().starts_with(b"\0asm"));
     let shim = files.iter().find(|p| p.file_name().is_some_and(|n| n == "shim.js")).expect("shim.js");
     assert!(std::fs::read_to_string(shim).unwrap().contains("fetch"));
@@ -33,12 +36,19 @@ fn dev_script_serves_and_prints_the_token() {
     // One open file for both streams, so they append instead of overwriting each other.
     let sink = log.reopen().unwrap();
     let mut cmd = std::process::Command::new("bash");
-    cmd.args(["scripts/dev.sh", "--port", &port.to_string(), "--inspector-port", "0", "--show-interactive-dev-session=false"])
-        .current_dir(util::root())
-        .env("WRANGLER_SEND_METRICS", "false")
-        .stdin(std::process::Stdio::null())
-        .stdout(sink.try_clone().unwrap())
-        .stderr(sink);
+    cmd.args([
+        "scripts/dev.sh",
+        "--port",
+        &port.to_string(),
+        "--inspector-port",
+        "0",
+        "--show-interactive-dev-session=false",
+    ])
+    .current_dir(util::root())
+    .env("WRANGLER_SEND_METRICS", "false")
+    .stdin(std::process::Stdio::null())
+    .stdout(sink.try_clone().unwrap())
+    .stderr(sink);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().unwrap();
     let health = format!("http://127.0.0.1:{port}/health");
@@ -58,7 +68,11 @@ fn dev_script_serves_and_prints_the_token() {
     let mut out = String::new();
     log.reopen().unwrap().read_to_string(&mut out).unwrap();
     assert!(ok, "dev server did not answer on port {port}:\n{out}");
-    let token = std::fs::read_to_string(util::root().join(".dev.vars")).unwrap().lines().find_map(|l| l.strip_prefix("ADMIN_TOKEN=").map(str::to_string)).expect("ADMIN_TOKEN in .dev.vars");
+    let token = std::fs::read_to_string(util::root().join(".dev.vars"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("ADMIN_TOKEN=").map(str::to_string))
+        .expect("ADMIN_TOKEN in .dev.vars");
     assert!(out.contains(&format!("ADMIN_TOKEN (from .dev.vars): {token}")), "{out}");
     assert!(out.contains(&format!("\"url\": \"http://127.0.0.1:{port}/api/manifest?slug=<your-slug>\"")), "{out}");
 }

@@ -2,7 +2,7 @@
 //! the real publish CLI, and the client's parsing rules.
 #![allow(dead_code)]
 
-use expo_ota::{hash, id, multipart, time};
+use expo_ota::{protocol::hash, protocol::id, protocol::multipart, protocol::time};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,11 @@ static CLI: Once = Once::new();
 /// Builds the Worker bundle once per test binary (a no-op when fresh).
 fn ensure_worker_built() {
     WORKER.call_once(|| {
-        let out = Command::new("bash").arg("scripts/build-worker.sh").current_dir(root()).output().expect("run build-worker.sh");
+        let out = Command::new("bash")
+            .arg("scripts/build-worker.sh")
+            .current_dir(root())
+            .output()
+            .expect("run build-worker.sh");
         assert!(out.status.success(), "worker build failed:\n{}", String::from_utf8_lossy(&out.stderr));
     });
 }
@@ -32,7 +36,12 @@ fn ensure_worker_built() {
 /// Builds the CLI once per test binary, only for tests that run it.
 fn ensure_cli_built() {
     CLI.call_once(|| {
-        let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "publish-cli"]).current_dir(root()).status().expect("cargo build").success();
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "publish-cli"])
+            .current_dir(root())
+            .status()
+            .expect("cargo build")
+            .success();
         assert!(ok, "publish-cli build failed");
     });
 }
@@ -55,7 +64,12 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { admin_token: Some(format!("test-{}", id::uuid_v4(rand16()))), vars: vec![], signing_key: None, deploy_rate_limit: None }
+        Self {
+            admin_token: Some(format!("test-{}", id::uuid_v4(rand16()))),
+            vars: vec![],
+            signing_key: None,
+            deploy_rate_limit: None,
+        }
     }
 }
 
@@ -71,7 +85,8 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&opts.vars);
         if let Some(n) = opts.deploy_rate_limit {
-            config = config.replace("simple = { limit = 600, period = 60 }", &format!("simple = {{ limit = {n}, period = 60 }}"));
+            config = config
+                .replace("simple = { limit = 600, period = 60 }", &format!("simple = {{ limit = {n}, period = 60 }}"));
         }
         std::fs::write(dir.path().join("wrangler.toml"), config).unwrap();
         let mut dev_vars = String::new();
@@ -88,7 +103,15 @@ impl Server {
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
         cmd.args(["dev", "--config"])
             .arg(dir.path().join("wrangler.toml"))
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string(), "--persist-to"])
+            .args([
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--inspector-port",
+                &free_port().to_string(),
+                "--persist-to",
+            ])
             .arg(dir.path().join("state"))
             .args(["--log-level", "log", "--show-interactive-dev-session=false"])
             .current_dir(dir.path())
@@ -99,7 +122,12 @@ impl Server {
             .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().expect("spawn wrangler (run `npm ci` first)");
-        let mut server = Server { base: format!("http://127.0.0.1:{port}"), token: opts.admin_token.unwrap_or_default(), child, dir };
+        let mut server = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            token: opts.admin_token.unwrap_or_default(),
+            child,
+            dir,
+        };
         server.wait_ready();
         server
     }
@@ -140,7 +168,8 @@ impl Server {
             "    if not f.endswith('metadata.sqlite'):\n",
             "        for k, e in sqlite3.connect(f).execute('select key, etag from _mf_objects order by key'): print(k, e)\n",
         );
-        let out = Command::new("python3").args(["-c", script]).arg(&dir).output().expect("python3 reads miniflare's sqlite");
+        let out =
+            Command::new("python3").args(["-c", script]).arg(&dir).output().expect("python3 reads miniflare's sqlite");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
     }
@@ -169,7 +198,8 @@ impl Server {
         args.extend_from_slice(extra);
         let out = self.cli(&args);
         assert!(out.ok, "publish failed: {}\n{}", out.stderr, self.log());
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("CLI --json output is not JSON ({e}): {}", out.stdout))
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("CLI --json output is not JSON ({e}): {}", out.stdout))
     }
 
     /// A manifest check as the client sends it (protocol 1 unless overridden).
@@ -261,7 +291,12 @@ pub fn cli_path() -> PathBuf {
 
 pub fn run_cli(args: &[String]) -> CliOutput {
     ensure_cli_built();
-    let out = Command::new(cli_path()).args(args).env_remove("EXPO_UPDATES_AUTH_TOKEN").stdin(Stdio::null()).output().expect("run publish-cli");
+    let out = Command::new(cli_path())
+        .args(args)
+        .env_remove("EXPO_UPDATES_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run publish-cli");
     CliOutput {
         ok: out.status.success(),
         code: out.status.code().unwrap_or(-1),
@@ -282,7 +317,8 @@ impl Reply {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -294,7 +330,8 @@ impl Reply {
         self.json()["error"].as_str().expect("error field").to_string()
     }
     pub fn parts(&self) -> Vec<multipart::ParsedPart> {
-        multipart::parse(self.header("content-type").expect("content-type"), &self.body).unwrap_or_else(|e| panic!("bad multipart ({e}): {}", self.text()))
+        multipart::parse(self.header("content-type").expect("content-type"), &self.body)
+            .unwrap_or_else(|e| panic!("bad multipart ({e}): {}", self.text()))
     }
     pub fn part(&self, name: &str) -> Option<multipart::ParsedPart> {
         self.parts().into_iter().find(|p| p.name().as_deref() == Some(name))
@@ -340,7 +377,10 @@ pub fn assert_client_accepts(m: &Value) {
         if launch {
             assert_eq!(ext, ".bundle");
         }
-        assert!(hash::parse_sha256_base64url(a["hash"].as_str().unwrap()).is_some(), "hash must be unpadded base64url sha256: {a}");
+        assert!(
+            hash::parse_sha256_base64url(a["hash"].as_str().unwrap()).is_some(),
+            "hash must be unpadded base64url sha256: {a}"
+        );
     };
     check_asset(&m["launchAsset"], true);
     for a in m["assets"].as_array().expect("assets array") {
@@ -389,7 +429,8 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
         Err(e) => panic!("{method} {url}: {e}"),
     };
     let status = resp.status();
-    let headers = resp.headers_names().into_iter().map(|n| (n.clone(), resp.header(&n).unwrap_or("").to_string())).collect();
+    let headers =
+        resp.headers_names().into_iter().map(|n| (n.clone(), resp.header(&n).unwrap_or("").to_string())).collect();
     let mut body = Vec::new();
     resp.into_reader().take(256 << 20).read_to_end(&mut body).unwrap();
     Reply { status, headers, body }
@@ -416,7 +457,10 @@ pub fn form_body(fields: &[(String, Vec<u8>)]) -> (String, Vec<u8>) {
 /// one field per export path.
 pub fn export_fields(fixture_name: &str) -> Vec<(String, Vec<u8>)> {
     let dir = fixture(fixture_name);
-    let mut fields = vec![("metadata.json".to_string(), read(&dir.join("metadata.json"))), ("expoConfig.json".to_string(), read(&dir.join("expoConfig.json")))];
+    let mut fields = vec![
+        ("metadata.json".to_string(), read(&dir.join("metadata.json"))),
+        ("expoConfig.json".to_string(), read(&dir.join("expoConfig.json"))),
+    ];
     let mut stack = vec![dir.join("_expo"), dir.join("assets")];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
@@ -443,7 +487,12 @@ impl Server {
     pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let auth = self.auth();
         let b = body.map(|v| v.to_string().into_bytes());
-        http(method, &self.url(path), &[("authorization", auth.as_str()), ("content-type", "application/json")], b.as_deref())
+        http(
+            method,
+            &self.url(path),
+            &[("authorization", auth.as_str()), ("content-type", "application/json")],
+            b.as_deref(),
+        )
     }
 }
 
@@ -455,10 +504,15 @@ pub fn verify_part_signature(part: &multipart::ParsedPart, cert_pem: &str, keyid
     use rsa::pkcs1v15::{Signature, VerifyingKey};
     use rsa::signature::Verifier;
     use x509_cert::der::{DecodePem, Encode};
-    let value = &part.headers.iter().find(|(k, _)| k == "expo-signature").unwrap_or_else(|| panic!("no lowercase expo-signature header: {:?}", part.headers)).1;
-    let dict = expo_ota::sfv::parse_dictionary(value).unwrap();
+    let value = &part
+        .headers
+        .iter()
+        .find(|(k, _)| k == "expo-signature")
+        .unwrap_or_else(|| panic!("no lowercase expo-signature header: {:?}", part.headers))
+        .1;
+    let dict = expo_ota::protocol::sfv::parse_dictionary(value).unwrap();
     let get = |k: &str| match dict.iter().find(|(key, _)| key == k) {
-        Some((_, expo_ota::sfv::Item::String(s))) => s.clone(),
+        Some((_, expo_ota::protocol::sfv::Item::String(s))) => s.clone(),
         other => panic!("{k} must be a string member (iOS), got {other:?} in {value}"),
     };
     assert_eq!(get("alg"), "rsa-v1_5-sha256");
@@ -467,7 +521,10 @@ pub fn verify_part_signature(part: &multipart::ParsedPart, cert_pem: &str, keyid
     let cert = x509_cert::Certificate::from_pem(cert_pem).unwrap();
     let validity = &cert.tbs_certificate.validity;
     let now = std::time::SystemTime::now();
-    assert!(validity.not_before.to_system_time() <= now && now <= validity.not_after.to_system_time(), "certificate not valid now");
+    assert!(
+        validity.not_before.to_system_time() <= now && now <= validity.not_after.to_system_time(),
+        "certificate not valid now"
+    );
     let spki = cert.tbs_certificate.subject_public_key_info.to_der().unwrap();
     let key = <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&spki).unwrap();
     VerifyingKey::<sha2::Sha256>::new(key)

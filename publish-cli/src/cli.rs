@@ -272,7 +272,7 @@ fn parse_message(s: &str) -> Result<String, String> {
 }
 
 fn parse_update_id(s: &str) -> Result<String, String> {
-    expo_ota::id::normalize_uuid(s).ok_or_else(|| format!("{s:?} is not an update id (a UUID)"))
+    expo_ota::protocol::id::normalize_uuid(s).ok_or_else(|| format!("{s:?} is not an update id (a UUID)"))
 }
 
 /// What the server stores and what an `expo-signature` sf-string can carry.
@@ -290,8 +290,26 @@ mod tests {
     #[test]
     fn parses_publish() {
         let cli = Cli::try_parse_from([
-            "publish-cli", "publish", "--server", "https://ota.example.com/", "--slug", "demo-app", "--export-dir", "dist",
-            "--platform", "ios", "--runtime-version", "1.0.0+b(1)", "--auth-token", "t", "--channel", "staging", "--dry-run", "--json", "--concurrency", "8",
+            "publish-cli",
+            "publish",
+            "--server",
+            "https://ota.example.com/",
+            "--slug",
+            "demo-app",
+            "--export-dir",
+            "dist",
+            "--platform",
+            "ios",
+            "--runtime-version",
+            "1.0.0+b(1)",
+            "--auth-token",
+            "t",
+            "--channel",
+            "staging",
+            "--dry-run",
+            "--json",
+            "--concurrency",
+            "8",
         ])
         .unwrap();
         let Command::Publish(p) = cli.command else { panic!("not publish") };
@@ -307,46 +325,142 @@ mod tests {
 
     #[test]
     fn publish_defaults() {
-        let cli = Cli::try_parse_from(["publish-cli", "publish", "--server", "http://127.0.0.1:8787", "--slug", "a", "--export-dir", "d"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "publish-cli",
+            "publish",
+            "--server",
+            "http://127.0.0.1:8787",
+            "--slug",
+            "a",
+            "--export-dir",
+            "d",
+        ])
+        .unwrap();
         let Command::Publish(p) = cli.command else { panic!("not publish") };
         assert_eq!((p.concurrency, p.dry_run, p.platform, p.server.json), (4, false, None, false));
     }
 
     #[test]
     fn rejects_bad_values() {
-        let base = ["publish-cli", "publish", "--server", "https://x.example", "--slug", "demo-app", "--export-dir", "d"];
+        let base =
+            ["publish-cli", "publish", "--server", "https://x.example", "--slug", "demo-app", "--export-dir", "d"];
         let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
         assert!(with(&["--platform", "web"]).is_err());
         assert!(with(&["--runtime-version", "../x"]).is_err());
         assert!(with(&["--channel", "a/b"]).is_err());
         assert!(with(&["--concurrency", "0"]).is_err());
-        assert!(Cli::try_parse_from(["publish-cli", "publish", "--server", "ftp://x", "--slug", "a", "--export-dir", "d"]).is_err());
-        assert!(Cli::try_parse_from(["publish-cli", "publish", "--server", "https://x", "--slug", "a/b", "--export-dir", "d"]).is_err());
+        assert!(Cli::try_parse_from([
+            "publish-cli",
+            "publish",
+            "--server",
+            "ftp://x",
+            "--slug",
+            "a",
+            "--export-dir",
+            "d"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "publish-cli",
+            "publish",
+            "--server",
+            "https://x",
+            "--slug",
+            "a/b",
+            "--export-dir",
+            "d"
+        ])
+        .is_err());
         // --export-dir is required.
         assert!(Cli::try_parse_from(["publish-cli", "publish", "--server", "https://x", "--slug", "a"]).is_err());
     }
 
     #[test]
     fn parses_list_and_delete() {
-        let cli = Cli::try_parse_from(["publish-cli", "list", "--server", "https://x.example", "--slug", "demo-app", "--json"]).unwrap();
-        assert!(matches!(cli.command, Command::List(ListArgs { ref slug, server: ServerArgs { json: true, .. } }) if slug == "demo-app"));
-        let cli = Cli::try_parse_from(["publish-cli", "delete", "--server", "https://x.example", "--slug", "demo-app", "--platform", "android", "--runtime-version", "2.0.0", "--yes"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "publish-cli",
+            "list",
+            "--server",
+            "https://x.example",
+            "--slug",
+            "demo-app",
+            "--json",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::List(ListArgs { ref slug, server: ServerArgs { json: true, .. } }) if slug == "demo-app")
+        );
+        let cli = Cli::try_parse_from([
+            "publish-cli",
+            "delete",
+            "--server",
+            "https://x.example",
+            "--slug",
+            "demo-app",
+            "--platform",
+            "android",
+            "--runtime-version",
+            "2.0.0",
+            "--yes",
+        ])
+        .unwrap();
         let Command::Delete(d) = cli.command else { panic!("not delete") };
         assert_eq!((d.platform, d.runtime_version.as_str(), d.yes), (Platform::Android, "2.0.0", true));
-        assert!(Cli::try_parse_from(["publish-cli", "delete", "--server", "https://x.example", "--slug", "demo-app", "--platform", "android"]).is_err());
+        assert!(Cli::try_parse_from([
+            "publish-cli",
+            "delete",
+            "--server",
+            "https://x.example",
+            "--slug",
+            "demo-app",
+            "--platform",
+            "android"
+        ])
+        .is_err());
     }
 
     #[test]
     fn parses_rollback_promote_and_signing() {
-        let base = ["publish-cli", "rollback", "--server", "https://x.example", "--slug", "demo-app", "--runtime-version", "1.0.3"];
+        let base = [
+            "publish-cli",
+            "rollback",
+            "--server",
+            "https://x.example",
+            "--slug",
+            "demo-app",
+            "--runtime-version",
+            "1.0.3",
+        ];
         let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
         let Command::Rollback(r) = with(&[]).unwrap().command else { panic!("not rollback") };
-        assert_eq!((r.channel.as_str(), r.to.as_deref(), r.to_embedded, r.runtime.platform), ("production", None, false, None));
+        assert_eq!(
+            (r.channel.as_str(), r.to.as_deref(), r.to_embedded, r.runtime.platform),
+            ("production", None, false, None)
+        );
         assert_eq!((r.signing.private_key.as_deref(), r.signing.key_id.as_str()), (None, "main"));
         let id = "0F8D2A8E-0000-4000-8000-000000000001";
-        let Command::Rollback(r) = with(&["--to", id, "--platform", "ios", "--private-key", "k.pem", "--key-id", "prod-2024", "--channel", "staging"]).unwrap().command else { panic!() };
+        let Command::Rollback(r) = with(&[
+            "--to",
+            id,
+            "--platform",
+            "ios",
+            "--private-key",
+            "k.pem",
+            "--key-id",
+            "prod-2024",
+            "--channel",
+            "staging",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
         assert_eq!(r.to.as_deref(), Some("0f8d2a8e-0000-4000-8000-000000000001"), "ids are normalised");
-        assert_eq!((r.signing.private_key.unwrap().to_str(), r.signing.key_id.as_str(), r.channel.as_str()), (Some("k.pem"), "prod-2024", "staging"));
+        assert_eq!(
+            (r.signing.private_key.unwrap().to_str(), r.signing.key_id.as_str(), r.channel.as_str()),
+            (Some("k.pem"), "prod-2024", "staging")
+        );
         assert!(with(&["--to", id, "--to-embedded"]).is_err());
         assert!(with(&["--to", "nope"]).is_err());
         assert!(with(&["--key-id", "main"]).is_err(), "--key-id needs --private-key");
@@ -356,7 +470,18 @@ mod tests {
         assert!(with(&["--message", &"x".repeat(1001)]).is_err());
 
         let Command::Promote(p) = Cli::try_parse_from([
-            "publish-cli", "promote", "--server", "https://x.example", "--slug", "demo-app", "--runtime-version", "1.0.3", "--from", "staging", "--to", "production",
+            "publish-cli",
+            "promote",
+            "--server",
+            "https://x.example",
+            "--slug",
+            "demo-app",
+            "--runtime-version",
+            "1.0.3",
+            "--from",
+            "staging",
+            "--to",
+            "production",
         ])
         .unwrap()
         .command
@@ -364,10 +489,35 @@ mod tests {
             panic!("not promote")
         };
         assert_eq!((p.from.as_str(), p.to.as_str()), ("staging", "production"));
-        assert!(Cli::try_parse_from(["publish-cli", "promote", "--server", "https://x.example", "--slug", "a", "--runtime-version", "1", "--from", "staging"]).is_err());
+        assert!(Cli::try_parse_from([
+            "publish-cli",
+            "promote",
+            "--server",
+            "https://x.example",
+            "--slug",
+            "a",
+            "--runtime-version",
+            "1",
+            "--from",
+            "staging"
+        ])
+        .is_err());
 
         let Command::Delete(d) = Cli::try_parse_from([
-            "publish-cli", "delete", "--server", "https://x.example", "--slug", "a", "--platform", "ios", "--runtime-version", "1", "--update-id", id, "--private-key", "k.pem",
+            "publish-cli",
+            "delete",
+            "--server",
+            "https://x.example",
+            "--slug",
+            "a",
+            "--platform",
+            "ios",
+            "--runtime-version",
+            "1",
+            "--update-id",
+            id,
+            "--private-key",
+            "k.pem",
         ])
         .unwrap()
         .command
@@ -375,7 +525,23 @@ mod tests {
             panic!("not delete")
         };
         assert_eq!((d.update_id.as_deref(), d.yes), (Some("0f8d2a8e-0000-4000-8000-000000000001"), false));
-        let Command::Publish(p) = Cli::try_parse_from(["publish-cli", "publish", "--server", "https://x", "--slug", "a", "--export-dir", "d", "--private-key", "k.pem"]).unwrap().command else { panic!() };
+        let Command::Publish(p) = Cli::try_parse_from([
+            "publish-cli",
+            "publish",
+            "--server",
+            "https://x",
+            "--slug",
+            "a",
+            "--export-dir",
+            "d",
+            "--private-key",
+            "k.pem",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
         assert_eq!(p.signing.key_id, "main");
     }
 

@@ -5,9 +5,9 @@
 use crate::sign::{Signature, Signer};
 use crate::upload::{self, Client};
 use anyhow::{anyhow, bail, Result};
-use expo_ota::api::{CommitRequest, CommitResponse, PrepareResponse};
-use expo_ota::layout::Target;
-use expo_ota::{id, time};
+use expo_ota::deploy::api::{CommitRequest, CommitResponse, PrepareResponse};
+use expo_ota::storage::layout::Target;
+use expo_ota::{protocol::id, protocol::time};
 
 /// What clients will receive, byte for byte.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +82,10 @@ pub async fn commit(
             Err(e) if attempt == 0 && upload::status_of(&e) == Some(409) => {
                 prep = client.prepare(target, files.to_vec()).await?;
                 if !prep.missing.is_empty() {
-                    bail!("{e:#}; and {} file(s) disappeared from the server meanwhile, run the command again", prep.missing.len());
+                    bail!(
+                        "{e:#}; and {} file(s) disappeared from the server meanwhile, run the command again",
+                        prep.missing.len()
+                    );
                 }
             }
             Err(e) => return Err(e),
@@ -93,7 +96,7 @@ pub async fn commit(
 
 /// Clients only take a strictly newer update, so createdAt must pass the latest one published.
 pub fn created_at_ms(now_ms: u64, latest: Option<&str>) -> u64 {
-    expo_ota::service::next_created_ms(now_ms, latest.and_then(time::parse_millis))
+    expo_ota::deploy::service::next_created_ms(now_ms, latest.and_then(time::parse_millis))
 }
 
 fn now_ms() -> u64 {

@@ -4,9 +4,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use expo_ota::error::ApiError;
-use expo_ota::export::{content_type_for_ext, parse_metadata, ExpoConfig};
-use expo_ota::hash::{hermes_version, Digests, FileHasher};
-use expo_ota::manifest::{self, FileEntry, Manifest, ManifestInput};
+use expo_ota::protocol::export::{content_type_for_ext, parse_metadata, ExpoConfig};
+use expo_ota::protocol::hash::{hermes_version, Digests, FileHasher};
+use expo_ota::protocol::manifest::{self, FileEntry, Manifest, ManifestInput};
 use expo_ota::validate::{self, Platform};
 use std::collections::HashMap;
 use std::fmt;
@@ -83,7 +83,15 @@ impl PlatformExport {
 
     /// The manifest for this platform, rendered by the core exactly as the server validates it.
     /// `metadata.channel` names the channel it is published to (the server requires it).
-    pub fn manifest(&self, id: String, created_at_ms: u64, runtime_version: &str, channel: &str, config: Option<&ExpoConfig>, asset_base_url: &str) -> Manifest {
+    pub fn manifest(
+        &self,
+        id: String,
+        created_at_ms: u64,
+        runtime_version: &str,
+        channel: &str,
+        config: Option<&ExpoConfig>,
+        asset_base_url: &str,
+    ) -> Manifest {
         manifest::build(ManifestInput {
             id,
             created_at_ms,
@@ -110,7 +118,9 @@ impl Export {
         if let Some(rv) = flag {
             return Ok(validate::runtime_version(rv).map_err(core)?.to_string());
         }
-        let config = self.config.as_ref().ok_or_else(|| anyhow!("{} has no expoConfig.json to read runtimeVersion from; pass --runtime-version", self.dir.display()))?;
+        let config = self.config.as_ref().ok_or_else(|| {
+            anyhow!("{} has no expoConfig.json to read runtimeVersion from; pass --runtime-version", self.dir.display())
+        })?;
         config.resolve_runtime_version(platform).map_err(|e| anyhow!("{platform}: {}", e.message))
     }
 }
@@ -119,7 +129,9 @@ impl Export {
 pub fn read(dir: &Path, only: Option<Platform>) -> Result<Export> {
     let root = dir.canonicalize().with_context(|| format!("cannot open export dir {}", dir.display()))?;
     let meta_path = root.join("metadata.json");
-    let meta = std::fs::read(&meta_path).with_context(|| format!("cannot read {} (is this an `npx expo export` output directory?)", meta_path.display()))?;
+    let meta = std::fs::read(&meta_path).with_context(|| {
+        format!("cannot read {} (is this an `npx expo export` output directory?)", meta_path.display())
+    })?;
     let mut listed = parse_metadata(&meta).map_err(|e| anyhow!("metadata.json: {}", e.message))?;
     if let Some(p) = only {
         let exported: Vec<&str> = listed.iter().map(|f| f.platform.as_str()).collect();
@@ -163,7 +175,10 @@ pub fn read(dir: &Path, only: Option<Platform>) -> Result<Export> {
 /// Joins an already-normalised relative path and proves the result is a regular file under the
 /// export root even after symlinks are followed.
 fn resolve(root: &Path, rel: &str) -> Result<PathBuf> {
-    let abs = root.join(rel).canonicalize().with_context(|| format!("{rel} is listed in metadata.json but cannot be opened"))?;
+    let abs = root
+        .join(rel)
+        .canonicalize()
+        .with_context(|| format!("{rel} is listed in metadata.json but cannot be opened"))?;
     if !abs.starts_with(root) {
         bail!("{rel} resolves outside the export directory (symlink?)");
     }
@@ -200,7 +215,7 @@ pub fn core(e: ApiError) -> anyhow::Error {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use expo_ota::{id, manifest::validate_published};
+    use expo_ota::{protocol::id, protocol::manifest::validate_published};
 
     /// A fixture dir: `tests/fixtures` in the repo when copied there, else the shared checkout.
     pub fn fixture(name: &str) -> PathBuf {
@@ -225,7 +240,10 @@ pub mod tests {
         assert_eq!(ios.bundle.digests.size, 1_754_617);
         assert_eq!(ios.bundle.digests.sha256_base64url(), "BovrwjGmW2ANn0bAAqk0QCDY2DLHOqX2Vd_Cz-q9MLc");
         assert_eq!(ios.bundle.content_type(), "application/javascript");
-        assert_eq!(e.platforms[1].bundle.digests.sha256_hex(), "44eb7ab4c1217be4219fa9ab9e38031932ac8ab0f9faee9e51312f6754532c45");
+        assert_eq!(
+            e.platforms[1].bundle.digests.sha256_hex(),
+            "44eb7ab4c1217be4219fa9ab9e38031932ac8ab0f9faee9e51312f6754532c45"
+        );
         // Assets keep metadata.json order, and their md5 is their file name.
         assert_eq!(ios.assets.len(), 6);
         assert_eq!(ios.assets[0].path, "assets/85bb2d0ec4a0da159de42e89089ccc0b");
@@ -286,7 +304,10 @@ pub mod tests {
         let err = format!("{:#}", read(&dir, None).unwrap_err());
         assert!(err.contains("'..' is not allowed"), "{err}");
 
-        write_export(&dir, r#"{"fileMetadata":{"ios":{"bundle":"index.js","assets":[{"path":"assets/nope","ext":"png"}]}}}"#);
+        write_export(
+            &dir,
+            r#"{"fileMetadata":{"ios":{"bundle":"index.js","assets":[{"path":"assets/nope","ext":"png"}]}}}"#,
+        );
         assert!(format!("{:#}", read(&dir, None).unwrap_err()).contains("assets/nope"));
 
         write_export(&dir, r#"{"fileMetadata":{"ios":{"bundle":"assets","assets":[]}}}"#);
@@ -295,7 +316,10 @@ pub mod tests {
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(tmp.path().join("secret"), dir.join("assets/link")).unwrap();
-            write_export(&dir, r#"{"fileMetadata":{"ios":{"bundle":"index.js","assets":[{"path":"assets/link","ext":"png"}]}}}"#);
+            write_export(
+                &dir,
+                r#"{"fileMetadata":{"ios":{"bundle":"index.js","assets":[{"path":"assets/link","ext":"png"}]}}}"#,
+            );
             assert!(format!("{:#}", read(&dir, None).unwrap_err()).contains("outside the export directory"));
         }
 
@@ -320,9 +344,12 @@ pub mod tests {
         assert_eq!(parsed.launch_asset.file_extension, ".bundle");
         assert_eq!(files.len(), 7);
         assert_eq!(parsed.assets[0].file_extension, ".ttf");
-        assert_eq!(parsed.extra.expo_client.as_ref().and_then(|c| c.get("slug")).and_then(|s| s.as_str()), Some("demo-app"));
+        assert_eq!(
+            parsed.extra.expo_client.as_ref().and_then(|c| c.get("slug")).and_then(|s| s.as_str()),
+            Some("demo-app")
+        );
         // The set of files the manifest names is what prepare is asked about.
-        let mut named: Vec<String> = files.iter().map(|f| expo_ota::hash::hex(&f.sha256)).collect();
+        let mut named: Vec<String> = files.iter().map(|f| expo_ota::protocol::hash::hex(&f.sha256)).collect();
         let mut local: Vec<String> = ios.unique_files().iter().map(|f| f.digests.sha256_hex()).collect();
         named.sort();
         local.sort();

@@ -6,9 +6,9 @@ use crate::rollback::{self, Source};
 use crate::sign::Signer;
 use crate::upload::{label, Client};
 use anyhow::{anyhow, bail, Result};
-use expo_ota::api::ListResponse;
-use expo_ota::layout::Target;
-use expo_ota::record::RecordKind;
+use expo_ota::deploy::api::ListResponse;
+use expo_ota::storage::layout::Target;
+use expo_ota::storage::record::RecordKind;
 use indicatif::HumanBytes;
 
 pub async fn list(args: ListArgs, out: &Printer) -> Result<()> {
@@ -44,7 +44,12 @@ fn list_lines(list: &ListResponse) -> Vec<String> {
                 if u.signed { "signed" } else { "unsigned" },
             );
             if u.kind == RecordKind::Update {
-                l.push_str(&format!("  launch {}  {} files  {}", HumanBytes(u.launch_asset_bytes), u.file_count, HumanBytes(u.total_bytes)));
+                l.push_str(&format!(
+                    "  launch {}  {} files  {}",
+                    HumanBytes(u.launch_asset_bytes),
+                    u.file_count,
+                    HumanBytes(u.total_bytes)
+                ));
             }
             if let Some(c) = &u.git_commit {
                 l.push_str(&format!("  git {}", &c[..c.len().min(7)]));
@@ -95,11 +100,20 @@ fn with_target(t: &Target, mut fields: serde_json::Value) -> serde_json::Value {
 /// Deletes one update. If its channel serves it and we hold the key, the previous update (or
 /// the embedded one, when none is left) is made current first, signed, so the server has
 /// nothing to promote; otherwise the server promotes, unsigned.
-async fn delete_update(client: &Client, target: Target, id: &str, signer: Option<&Signer>, out: &Printer) -> Result<()> {
+async fn delete_update(
+    client: &Client,
+    target: Target,
+    id: &str,
+    signer: Option<&Signer>,
+    out: &Printer,
+) -> Result<()> {
     let mut promoted = None;
     if let Some(signer) = signer {
         let list = client.list(&target.slug).await?;
-        let rt = list.runtimes.iter().find(|rt| rt.platform == target.platform.as_str() && rt.runtime_version == target.runtime_version);
+        let rt = list
+            .runtimes
+            .iter()
+            .find(|rt| rt.platform == target.platform.as_str() && rt.runtime_version == target.runtime_version);
         let doomed = rt.and_then(|rt| Some((rt, rt.updates.iter().find(|u| u.id == id)?)));
         let (rt, doomed) = doomed.ok_or_else(|| anyhow!("update {id} is not published for {}", label(&target)))?;
         if doomed.current {
@@ -108,15 +122,25 @@ async fn delete_update(client: &Client, target: Target, id: &str, signer: Option
                 None => Source::Embedded,
             };
             let message = format!("promoted after deleting {id}");
-            promoted = Some(rollback::make_current(client, target.clone(), &doomed.channel, source, Some(signer), message).await?);
+            promoted = Some(
+                rollback::make_current(client, target.clone(), &doomed.channel, source, Some(signer), message).await?,
+            );
         }
     }
     let r = client.delete_update(&target, id).await?;
     let promoted = promoted.or_else(|| r.promoted.as_ref().map(MovedReport::from_server));
     if out.json() {
-        out.emit(&with_target(&target, serde_json::json!({"deleted": r.deleted, "deletedFiles": r.deleted_files, "promoted": promoted})));
+        out.emit(&with_target(
+            &target,
+            serde_json::json!({"deleted": r.deleted, "deletedFiles": r.deleted_files, "promoted": promoted}),
+        ));
     } else {
-        out.line(format!("deleted update {} of {} ({} file(s) no other update used)", r.deleted, label(&target), r.deleted_files));
+        out.line(format!(
+            "deleted update {} of {} ({} file(s) no other update used)",
+            r.deleted,
+            label(&target),
+            r.deleted_files
+        ));
         if let Some(p) = &promoted {
             out.line(p.line());
         }
@@ -127,7 +151,7 @@ async fn delete_update(client: &Client, target: Target, id: &str, signer: Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use expo_ota::api::{RuntimeUpdates, UpdateSummary};
+    use expo_ota::deploy::api::{RuntimeUpdates, UpdateSummary};
 
     #[test]
     fn list_shows_every_column() {
@@ -147,12 +171,19 @@ mod tests {
         };
         let mut c = u("c", false, RecordKind::Update, false);
         (c.git_commit, c.message, c.republished_from) = (None, None, Some("a".into()));
-        let updates = vec![u("b", true, RecordKind::Update, true), u("e", false, RecordKind::RollBackToEmbedded, false), c];
-        let list = ListResponse { slug: "demo-app".into(), runtimes: vec![RuntimeUpdates { platform: "ios".into(), runtime_version: "1.0.3".into(), updates }] };
+        let updates =
+            vec![u("b", true, RecordKind::Update, true), u("e", false, RecordKind::RollBackToEmbedded, false), c];
+        let list = ListResponse {
+            slug: "demo-app".into(),
+            runtimes: vec![RuntimeUpdates { platform: "ios".into(), runtime_version: "1.0.3".into(), updates }],
+        };
         let lines = list_lines(&list);
         assert_eq!(lines[0], "demo-app ios runtimeVersion 1.0.3");
         assert_eq!(lines[1], "  * b  2024-05-01T12:34:56.789Z  production   update             signed    launch 2.00 KiB  7 files  4.00 KiB  git 0123abc  \"hi\"");
-        assert_eq!(lines[2], "    e  2024-05-01T12:34:56.789Z  production   rollBackToEmbedded unsigned  git 0123abc  \"hi\"");
+        assert_eq!(
+            lines[2],
+            "    e  2024-05-01T12:34:56.789Z  production   rollBackToEmbedded unsigned  git 0123abc  \"hi\""
+        );
         assert!(lines[3].starts_with("    c ") && lines[3].ends_with("4.00 KiB  from a"), "{}", lines[3]);
         assert_eq!(list_lines(&ListResponse { slug: "x".into(), runtimes: vec![] }), ["nothing is published for x"]);
     }

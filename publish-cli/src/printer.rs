@@ -2,8 +2,8 @@
 //! carries exactly one JSON object so scripts can parse it, and nothing else is printed there.
 
 use crate::export::{LocalFile, PlatformExport};
-use expo_ota::api::CommitResponse;
-use expo_ota::record::RecordKind;
+use expo_ota::deploy::api::CommitResponse;
+use expo_ota::storage::record::RecordKind;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -19,7 +19,12 @@ pub struct FileReport {
 
 impl From<&LocalFile> for FileReport {
     fn from(f: &LocalFile) -> Self {
-        Self { path: f.path.clone(), bytes: f.digests.size, kind: f.kind.to_string(), hash: f.digests.sha256_base64url() }
+        Self {
+            path: f.path.clone(),
+            bytes: f.digests.size,
+            kind: f.kind.to_string(),
+            hash: f.digests.sha256_base64url(),
+        }
     }
 }
 
@@ -93,11 +98,21 @@ impl MovedReport {
 
     pub fn line(&self) -> String {
         let what = match (self.kind, &self.republished_from) {
-            (RecordKind::RollBackToEmbedded, _) => format!("rolls back to the embedded update (directive {}, commitTime {})", self.id, self.created_at),
-            (RecordKind::Update, Some(from)) => format!("serves {} (createdAt {}), republished from {from}", self.id, self.created_at),
+            (RecordKind::RollBackToEmbedded, _) => {
+                format!("rolls back to the embedded update (directive {}, commitTime {})", self.id, self.created_at)
+            }
+            (RecordKind::Update, Some(from)) => {
+                format!("serves {} (createdAt {}), republished from {from}", self.id, self.created_at)
+            }
             (RecordKind::Update, None) => format!("serves {} (createdAt {})", self.id, self.created_at),
         };
-        format!("{} {} {}: now {what}, {}", self.platform, self.runtime_version, self.channel, if self.signed { "signed" } else { "unsigned" })
+        format!(
+            "{} {} {}: now {what}, {}",
+            self.platform,
+            self.runtime_version,
+            self.channel,
+            if self.signed { "signed" } else { "unsigned" }
+        )
     }
 }
 
@@ -142,16 +157,30 @@ impl Printer {
         if !self.progress {
             return ProgressBar::hidden();
         }
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template").progress_chars("=> ");
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template")
+            .progress_chars("=> ");
         ProgressBar::new(total).with_style(style).with_prefix(format!("uploading {label}"))
     }
 
     pub fn platform_files(&self, p: &PlatformExport, runtime_version: &str) {
         let b = &p.bundle;
         self.line(format!("{} (runtimeVersion {runtime_version})", p.platform));
-        self.line(format!("  bundle  {}  {}  {}  {}", b.path, HumanBytes(b.digests.size), b.kind, b.digests.sha256_base64url()));
+        self.line(format!(
+            "  bundle  {}  {}  {}  {}",
+            b.path,
+            HumanBytes(b.digests.size),
+            b.kind,
+            b.digests.sha256_base64url()
+        ));
         for a in &p.assets {
-            self.line(format!("  asset   {}  {}  {}  {}", a.path, HumanBytes(a.digests.size), a.kind, a.digests.sha256_base64url()));
+            self.line(format!(
+                "  asset   {}  {}  {}  {}",
+                a.path,
+                HumanBytes(a.digests.size),
+                a.kind,
+                a.digests.sha256_base64url()
+            ));
         }
     }
 
@@ -160,7 +189,11 @@ impl Printer {
         let bytes: u64 = pending.iter().map(|f| f.bytes).sum();
         self.line(format!(
             "dry run {} {}: would upload {} file(s), {} new ({} already on the server)",
-            r.platform, r.runtime_version, pending.len(), HumanBytes(bytes), r.skipped_files
+            r.platform,
+            r.runtime_version,
+            pending.len(),
+            HumanBytes(bytes),
+            r.skipped_files
         ));
         for f in pending {
             self.line(format!("  {}  {}", f.path, HumanBytes(f.bytes)));
@@ -175,7 +208,10 @@ impl Printer {
         self.line(format!("  signed          {}", if r.signed { "yes" } else { "no" }));
         self.line(format!(
             "  uploaded        {} file(s), {} ({} already on the server; update is {})",
-            r.uploaded_files, HumanBytes(r.uploaded_bytes), r.skipped_files, HumanBytes(r.total_bytes)
+            r.uploaded_files,
+            HumanBytes(r.uploaded_bytes),
+            r.skipped_files,
+            HumanBytes(r.total_bytes)
         ));
     }
 }
@@ -203,10 +239,24 @@ mod tests {
             files: vec![],
             would_upload: Some(vec![PendingFile { path: "a".into(), sha256: "00".into(), bytes: 1 }]),
         };
-        let v = serde_json::to_value(PublishReport { updates: vec![r], dry_run: true, manifest_url: "u".into() }).unwrap();
+        let v =
+            serde_json::to_value(PublishReport { updates: vec![r], dry_run: true, manifest_url: "u".into() }).unwrap();
         assert_eq!(v["dryRun"], true);
         let u = &v["updates"][0];
-        for k in ["platform", "runtimeVersion", "id", "createdAt", "channel", "signed", "uploadedFiles", "uploadedBytes", "skippedFiles", "totalBytes", "launchAsset", "wouldUpload"] {
+        for k in [
+            "platform",
+            "runtimeVersion",
+            "id",
+            "createdAt",
+            "channel",
+            "signed",
+            "uploadedFiles",
+            "uploadedBytes",
+            "skippedFiles",
+            "totalBytes",
+            "launchAsset",
+            "wouldUpload",
+        ] {
             assert!(u.get(k).is_some(), "{k}");
         }
         assert_eq!(u["launchAsset"]["kind"], "hermes bytecode v96");
@@ -232,7 +282,10 @@ mod tests {
             v,
             serde_json::json!({"platform": "ios", "runtimeVersion": "1.0.3", "channel": "production", "id": "b", "createdAt": "2024-05-01T12:34:56.789Z", "kind": "update", "republishedFrom": "a", "signed": true})
         );
-        assert_eq!(r.line(), "ios 1.0.3 production: now serves b (createdAt 2024-05-01T12:34:56.789Z), republished from a, signed");
+        assert_eq!(
+            r.line(),
+            "ios 1.0.3 production: now serves b (createdAt 2024-05-01T12:34:56.789Z), republished from a, signed"
+        );
         (r.kind, r.republished_from, r.signed) = (RecordKind::RollBackToEmbedded, None, false);
         assert!(serde_json::to_value(&r).unwrap().get("republishedFrom").is_none());
         assert_eq!(serde_json::to_value(&r).unwrap()["kind"], "rollBackToEmbedded");

@@ -11,9 +11,9 @@ use crate::sign::Signer;
 use crate::upload::{self, Client};
 use crate::verify;
 use anyhow::{bail, Result};
-use expo_ota::api::{CommitResponse, PrepareResponse};
 use expo_ota::check::DEFAULT_CHANNEL;
-use expo_ota::layout::Target;
+use expo_ota::deploy::api::{CommitResponse, PrepareResponse};
+use expo_ota::storage::layout::Target;
 use futures_util::{stream, StreamExt};
 use std::collections::HashSet;
 use std::path::Path;
@@ -91,12 +91,25 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
     for plan in &mut plans {
         let prep = client.prepare(&plan.target, plan.hexes()).await?;
         let missing: HashSet<&str> = prep.missing.iter().map(String::as_str).collect();
-        let todo: Vec<&LocalFile> = plan.files.unique_files().into_iter().filter(|f| missing.contains(f.digests.sha256_hex().as_str())).collect();
+        let todo: Vec<&LocalFile> = plan
+            .files
+            .unique_files()
+            .into_iter()
+            .filter(|f| missing.contains(f.digests.sha256_hex().as_str()))
+            .collect();
         if let Some(big) = todo.iter().find(|f| f.digests.size > prep.max_file_bytes) {
-            bail!("{} is {} bytes; the server accepts at most {} per file (MAX_FILE_BYTES)", big.path, big.digests.size, prep.max_file_bytes);
+            bail!(
+                "{} is {} bytes; the server accepts at most {} per file (MAX_FILE_BYTES)",
+                big.path,
+                big.digests.size,
+                prep.max_file_bytes
+            );
         }
         if args.dry_run {
-            let pending = todo.iter().map(|f| PendingFile { path: f.path.clone(), sha256: f.digests.sha256_hex(), bytes: f.digests.size }).collect();
+            let pending = todo
+                .iter()
+                .map(|f| PendingFile { path: f.path.clone(), sha256: f.digests.sha256_hex(), bytes: f.digests.size })
+                .collect();
             let r = plan.report(None, Some(pending));
             out.dry_run(&r);
             reports.push(r);
@@ -106,7 +119,8 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
         plan.prepared = Some(prep);
     }
 
-    let meta = Meta { channel: args.channel.clone(), message: args.message.clone(), git_commit, republished_from: None };
+    let meta =
+        Meta { channel: args.channel.clone(), message: args.message.clone(), git_commit, republished_from: None };
     for plan in plans.iter().filter(|p| p.prepared.is_some()) {
         let c = commit(&client, plan, &export, &meta, signer.as_ref()).await?;
         verify::served(&client, &plan.target, args.channel.as_deref(), &c).await?;
@@ -118,13 +132,20 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
 }
 
 /// Uploads `todo` with at most `concurrency` requests in flight; the first failure cancels the rest.
-async fn upload_all<'a>(client: &Client, plan: &mut Plan<'a>, todo: Vec<&'a LocalFile>, concurrency: usize, out: &Printer) -> Result<()> {
+async fn upload_all<'a>(
+    client: &Client,
+    plan: &mut Plan<'a>,
+    todo: Vec<&'a LocalFile>,
+    concurrency: usize,
+    out: &Printer,
+) -> Result<()> {
     if todo.is_empty() {
         return Ok(());
     }
     let bar = out.upload_bar(&upload::label(&plan.target), todo.iter().map(|f| f.digests.size).sum());
     let target = &plan.target;
-    let mut uploads = stream::iter(todo.iter().copied().map(|f| client.upload(target, f, &bar))).buffer_unordered(concurrency);
+    let mut uploads =
+        stream::iter(todo.iter().copied().map(|f| client.upload(target, f, &bar))).buffer_unordered(concurrency);
     while let Some(r) = uploads.next().await {
         r?;
     }
@@ -135,12 +156,25 @@ async fn upload_all<'a>(client: &Client, plan: &mut Plan<'a>, todo: Vec<&'a Loca
 }
 
 /// Renders this platform's manifest for the createdAt `commit` picks, with metadata.channel set.
-async fn commit(client: &Client, plan: &Plan<'_>, export: &Export, meta: &Meta, signer: Option<&Signer>) -> Result<Committed> {
+async fn commit(
+    client: &Client,
+    plan: &Plan<'_>,
+    export: &Export,
+    meta: &Meta,
+    signer: Option<&Signer>,
+) -> Result<Committed> {
     let prep = plan.prepared.clone().expect("prepared before commit");
     let channel = meta.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     let rv = &plan.target.runtime_version;
     commit::commit(client, &plan.target, &plan.hexes(), prep, signer, meta, |prep, created| {
-        let m = plan.files.manifest(commit::new_update_id()?, created, rv, channel, export.config.as_ref(), &prep.asset_base_url);
+        let m = plan.files.manifest(
+            commit::new_update_id()?,
+            created,
+            rv,
+            channel,
+            export.config.as_ref(),
+            &prep.asset_base_url,
+        );
         Ok(Body::Manifest(m.render()))
     })
     .await

@@ -10,10 +10,10 @@ use crate::sign::Signer;
 use crate::upload::{label, Client};
 use crate::verify;
 use anyhow::{anyhow, bail, Context, Result};
-use expo_ota::api::{ListResponse, PrepareResponse, RuntimeUpdates, UpdateSummary};
-use expo_ota::layout::Target;
-use expo_ota::manifest::{self, Directive, Manifest};
-use expo_ota::record::{RecordKind, UpdateRecord};
+use expo_ota::deploy::api::{ListResponse, PrepareResponse, RuntimeUpdates, UpdateSummary};
+use expo_ota::protocol::manifest::{self, Directive, Manifest};
+use expo_ota::storage::layout::Target;
+use expo_ota::storage::record::{RecordKind, UpdateRecord};
 use expo_ota::validate::Platform;
 
 /// What a channel should serve.
@@ -36,7 +36,8 @@ struct Plan {
 async fn plan(client: &Client, target: Target, source: Source) -> Result<Plan> {
     let (manifest, republished_from, files) = match source {
         Source::Record(r) if r.kind == RecordKind::Update => {
-            let m: Manifest = serde_json::from_str(&r.body).with_context(|| format!("update {} has an unreadable manifest", r.id))?;
+            let m: Manifest =
+                serde_json::from_str(&r.body).with_context(|| format!("update {} has an unreadable manifest", r.id))?;
             (Some(m), Some(r.id), r.files)
         }
         Source::Record(r) => (None, Some(r.id), Vec::new()),
@@ -57,11 +58,24 @@ async fn plan(client: &Client, target: Target, source: Source) -> Result<Plan> {
 }
 
 /// Commits the planned body onto `channel`, then checks devices on that channel get it.
-async fn install(client: &Client, p: Plan, channel: &str, signer: Option<&Signer>, message: String) -> Result<MovedReport> {
-    let meta = Meta { channel: Some(channel.to_string()), message: Some(message), git_commit: None, republished_from: p.republished_from.clone() };
+async fn install(
+    client: &Client,
+    p: Plan,
+    channel: &str,
+    signer: Option<&Signer>,
+    message: String,
+) -> Result<MovedReport> {
+    let meta = Meta {
+        channel: Some(channel.to_string()),
+        message: Some(message),
+        git_commit: None,
+        republished_from: p.republished_from.clone(),
+    };
     let c = commit::commit(client, &p.target, &p.files, p.prep, signer, &meta, |prep, created| {
         Ok(match &p.manifest {
-            Some(m) => Body::Manifest(manifest::republish(m, commit::new_update_id()?, created, channel, &prep.asset_base_url).render()),
+            Some(m) => Body::Manifest(
+                manifest::republish(m, commit::new_update_id()?, created, channel, &prep.asset_base_url).render(),
+            ),
             None => Body::Directive(Directive::roll_back_to_embedded(created).render()),
         })
     })
@@ -81,7 +95,14 @@ async fn install(client: &Client, p: Plan, channel: &str, signer: Option<&Signer
 }
 
 /// Makes `source` what `channel` of `target` serves (one platform).
-pub async fn make_current(client: &Client, target: Target, channel: &str, source: Source, signer: Option<&Signer>, message: String) -> Result<MovedReport> {
+pub async fn make_current(
+    client: &Client,
+    target: Target,
+    channel: &str,
+    source: Source,
+    signer: Option<&Signer>,
+    message: String,
+) -> Result<MovedReport> {
     let p = plan(client, target, source).await?;
     install(client, p, channel, signer, message).await
 }
@@ -96,7 +117,12 @@ pub async fn rollback(args: RollbackArgs, out: &Printer) -> Result<()> {
         // An update id belongs to one platform: without --platform, that one.
         rts.retain(|rt| rt.updates.iter().any(|u| &u.id == id));
         if rts.is_empty() {
-            bail!("update {id} is not published for {} runtimeVersion {}{}", args.runtime.slug, args.runtime.runtime_version, on_platform(args.runtime.platform));
+            bail!(
+                "update {id} is not published for {} runtimeVersion {}{}",
+                args.runtime.slug,
+                args.runtime.runtime_version,
+                on_platform(args.runtime.platform)
+            );
         }
     }
     // Resolve every platform before committing any: all or nothing.
@@ -109,14 +135,20 @@ pub async fn rollback(args: RollbackArgs, out: &Printer) -> Result<()> {
             let to = match &args.to {
                 Some(id) => rt.updates.iter().find(|u| &u.id == id).expect("filtered above"),
                 None => {
-                    let current = current_in(rt, &args.channel).ok_or_else(|| anyhow!("nothing is current in channel {:?} for {}", args.channel, label(&target)))?;
+                    let current = current_in(rt, &args.channel).ok_or_else(|| {
+                        anyhow!("nothing is current in channel {:?} for {}", args.channel, label(&target))
+                    })?;
                     previous(rt, current).ok_or_else(|| {
                         anyhow!("channel {:?} of {} has no update before {}; use --to-embedded to roll back to the embedded update", args.channel, label(&target), current.id)
                     })?
                 }
             };
             if to.kind != RecordKind::Update {
-                bail!("{} of {} is a rollBackToEmbedded directive, not an update; use --to-embedded", to.id, label(&target));
+                bail!(
+                    "{} of {} is a rollBackToEmbedded directive, not an update; use --to-embedded",
+                    to.id,
+                    label(&target)
+                );
             }
             (Source::Record(Box::new(client.get_update(&target, &to.id).await?)), format!("rollback to {}", to.id))
         };
@@ -145,7 +177,8 @@ pub async fn promote(args: PromoteArgs, out: &Printer) -> Result<()> {
     let mut plans = Vec::new();
     for rt in runtimes(&list, args.runtime.platform, &args.runtime.runtime_version)? {
         let target = target_of(&args.runtime.slug, rt)?;
-        let from = current_in(rt, &args.from).ok_or_else(|| anyhow!("nothing is current in channel {:?} for {}", args.from, label(&target)))?;
+        let from = current_in(rt, &args.from)
+            .ok_or_else(|| anyhow!("nothing is current in channel {:?} for {}", args.from, label(&target)))?;
         let record = client.get_update(&target, &from.id).await?;
         plans.push(plan(&client, target, Source::Record(Box::new(record))).await?);
     }
@@ -162,8 +195,16 @@ pub async fn promote(args: PromoteArgs, out: &Printer) -> Result<()> {
 }
 
 /// The listed runtimes matching `runtime_version` (and `only`, when given).
-fn runtimes<'a>(list: &'a ListResponse, only: Option<Platform>, runtime_version: &str) -> Result<Vec<&'a RuntimeUpdates>> {
-    let rts: Vec<_> = list.runtimes.iter().filter(|rt| rt.runtime_version == runtime_version && only.is_none_or(|p| rt.platform == p.as_str())).collect();
+fn runtimes<'a>(
+    list: &'a ListResponse,
+    only: Option<Platform>,
+    runtime_version: &str,
+) -> Result<Vec<&'a RuntimeUpdates>> {
+    let rts: Vec<_> = list
+        .runtimes
+        .iter()
+        .filter(|rt| rt.runtime_version == runtime_version && only.is_none_or(|p| rt.platform == p.as_str()))
+        .collect();
     if rts.is_empty() {
         bail!("nothing is published for {} runtimeVersion {runtime_version}{}", list.slug, on_platform(only));
     }
@@ -260,16 +301,31 @@ mod tests {
     #[test]
     fn repeated_rollbacks_walk_back() {
         use RecordKind::*;
-        let republish = |id: &str, from: &str, current: bool| UpdateSummary { republished_from: Some(from.into()), ..summary(id, "production", Update, current) };
+        let republish = |id: &str, from: &str, current: bool| UpdateSummary {
+            republished_from: Some(from.into()),
+            ..summary(id, "production", Update, current)
+        };
         // a, b, c published; rolled back once (b' from b): the next rollback goes to a, not c.
         let rt = RuntimeUpdates {
             platform: "ios".into(),
             runtime_version: "1".into(),
-            updates: vec![republish("b2", "b", true), summary("c", "production", Update, false), summary("b", "production", Update, false), summary("a", "production", Update, false)],
+            updates: vec![
+                republish("b2", "b", true),
+                summary("c", "production", Update, false),
+                summary("b", "production", Update, false),
+                summary("a", "production", Update, false),
+            ],
         };
         assert_eq!(previous(&rt, &rt.updates[0]).unwrap().id, "a");
         // Rolled back to the first update: nothing older to go to.
-        let rt = RuntimeUpdates { updates: vec![republish("a2", "a", true), summary("b", "production", Update, false), summary("a", "production", Update, false)], ..rt };
+        let rt = RuntimeUpdates {
+            updates: vec![
+                republish("a2", "a", true),
+                summary("b", "production", Update, false),
+                summary("a", "production", Update, false),
+            ],
+            ..rt
+        };
         assert!(previous(&rt, &rt.updates[0]).is_none());
     }
 
@@ -279,7 +335,12 @@ mod tests {
         let rt = RuntimeUpdates {
             platform: "ios".into(),
             runtime_version: "1".into(),
-            updates: vec![summary("b", "production", Update, true), summary("s", "staging", Update, true), summary("e", "production", RollBackToEmbedded, false), summary("a", "production", Update, false)],
+            updates: vec![
+                summary("b", "production", Update, true),
+                summary("s", "staging", Update, true),
+                summary("e", "production", RollBackToEmbedded, false),
+                summary("a", "production", Update, false),
+            ],
         };
         assert_eq!(prior_state(&rt, &rt.updates[0]).unwrap().id, "e");
         assert_eq!(prior_state(&rt, &rt.updates[2]).unwrap().id, "a");
@@ -289,10 +350,14 @@ mod tests {
     #[test]
     fn runtime_selection() {
         let rt = |p: &str, rv: &str| RuntimeUpdates { platform: p.into(), runtime_version: rv.into(), updates: vec![] };
-        let list = ListResponse { slug: "a".into(), runtimes: vec![rt("ios", "1"), rt("android", "1"), rt("android", "2")] };
+        let list =
+            ListResponse { slug: "a".into(), runtimes: vec![rt("ios", "1"), rt("android", "1"), rt("android", "2")] };
         let names = |v: Vec<&RuntimeUpdates>| v.iter().map(|r| r.platform.clone()).collect::<Vec<_>>();
         assert_eq!(names(runtimes(&list, None, "1").unwrap()), ["ios", "android"]);
         assert_eq!(names(runtimes(&list, Some(Platform::Android), "1").unwrap()), ["android"]);
-        assert_eq!(runtimes(&list, Some(Platform::Ios), "2").unwrap_err().to_string(), "nothing is published for a runtimeVersion 2 on ios");
+        assert_eq!(
+            runtimes(&list, Some(Platform::Ios), "2").unwrap_err().to_string(),
+            "nothing is published for a runtimeVersion 2 on ios"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::cli::SigningArgs;
 use anyhow::{anyhow, Context, Result};
-use expo_ota::{hash, pem};
+use expo_ota::{protocol::hash, protocol::pem};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{RandomizedSigner, SignatureEncoding};
@@ -36,7 +36,8 @@ impl Signer {
     }
 
     pub fn load(path: &Path, key_id: &str) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading --private-key {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading --private-key {}", path.display()))?;
         Self::from_pem(&text, key_id).with_context(|| format!("--private-key {}", path.display()))
     }
 
@@ -73,7 +74,8 @@ pub mod tests {
     }
 
     fn kat() -> Vec<(Vec<u8>, String)> {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("codesigning").join("signature-kat.json")).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("codesigning").join("signature-kat.json")).unwrap()).unwrap();
         let sig = |i: usize| v[i]["signatureBase64"].as_str().unwrap().to_string();
         assert_eq!(v[0]["input"], "utf8 string \"hello expo-updates\"");
         assert_eq!(v[1]["input"], "demo-app-v1/metadata.json");

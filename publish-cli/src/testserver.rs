@@ -3,14 +3,14 @@
 //! request per connection). It shares the Worker's upload preconditions (`service::upload_headers`;
 //! 422 on a digest mismatch, 200 when the file already exists) and can inject failures to exercise the retry loop.
 
-use expo_ota::api::{PrepareRequest, UploadResponse};
 use expo_ota::check::{self, Reply};
 use expo_ota::config::{check_admin, Limits};
+use expo_ota::deploy::api::{PrepareRequest, UploadResponse};
+use expo_ota::deploy::service::{self, Ctx};
 use expo_ota::error::ApiError;
-use expo_ota::hash::Digests;
-use expo_ota::route::{self, Route};
-use expo_ota::service::{self, Ctx};
-use expo_ota::store::MemoryStore;
+use expo_ota::http::route::{self, Route};
+use expo_ota::protocol::hash::Digests;
+use expo_ota::storage::store::MemoryStore;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,8 +68,10 @@ async fn serve(mut sock: TcpStream, st: &State, origin: &str) {
     let mut lines = head.split("\r\n");
     let mut first = lines.next().unwrap_or_default().split(' ');
     let (method, target) = (first.next().unwrap_or_default().to_string(), first.next().unwrap_or_default().to_string());
-    let headers: BTreeMap<String, String> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     let mut body = buf[head_end + 4..].to_vec();
     if let Some(len) = headers.get("content-length").and_then(|l| l.parse::<usize>().ok()) {
         while body.len() < len {
@@ -93,9 +95,11 @@ async fn serve(mut sock: TcpStream, st: &State, origin: &str) {
         }
         // `Ctx` holds a non-`Sync` `&dyn Fn`, so the handler cannot be held across an await of
         // this `Send` task; the memory store's futures are ready at once, so block on them here.
-        None => pollster::block_on(handle(&method, path, query, &headers, body, st, origin)).unwrap_or_else(|e| Reply::error(&e)),
+        None => pollster::block_on(handle(&method, path, query, &headers, body, st, origin))
+            .unwrap_or_else(|e| Reply::error(&e)),
     };
-    let mut out = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n", reply.status, reply.body.len());
+    let mut out =
+        format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n", reply.status, reply.body.len());
     for (k, v) in &reply.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -113,7 +117,15 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-async fn handle(method: &str, path: &str, query: &str, headers: &BTreeMap<String, String>, body: Vec<u8>, st: &State, origin: &str) -> Result<Reply, ApiError> {
+async fn handle(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &BTreeMap<String, String>,
+    body: Vec<u8>,
+    st: &State,
+    origin: &str,
+) -> Result<Reply, ApiError> {
     let route = route::parse(method, path)?;
     if route.needs_auth() {
         check_admin(headers.get("authorization").map(String::as_str), Some(TOKEN))?;
@@ -130,10 +142,13 @@ async fn handle(method: &str, path: &str, query: &str, headers: &BTreeMap<String
             // publisher signatures are served, and an unsigned update asked to be signed is a 406.
             check::respond(&req, &check::decide(&req, current.as_ref()), None)
         }
-        Route::PublishPrepare { target } => json(200, &service::prepare(store, &target, &parse::<PrepareRequest>(&body)?, &ctx).await?),
+        Route::PublishPrepare { target } => {
+            json(200, &service::prepare(store, &target, &parse::<PrepareRequest>(&body)?, &ctx).await?)
+        }
         Route::PublishCommit { target } => json(201, &service::commit(store, &target, parse(&body)?, &ctx).await?),
         Route::ListUpdates => {
-            let slug = route::query_param(query, "slug").ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
+            let slug = route::query_param(query, "slug")
+                .ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
             json(200, &service::list(store, &slug).await?)
         }
         Route::DeleteRuntime { target } => json(200, &service::delete_runtime(store, &target).await?),
@@ -166,9 +181,9 @@ mod tests {
     use crate::upload::Client;
     use crate::{manage, publish, rollback};
     use clap::Parser;
-    use expo_ota::layout::Target;
-    use expo_ota::manifest::{Directive, Manifest};
-    use expo_ota::record::{RecordKind, UpdateRecord};
+    use expo_ota::protocol::manifest::{Directive, Manifest};
+    use expo_ota::storage::layout::Target;
+    use expo_ota::storage::record::{RecordKind, UpdateRecord};
     use expo_ota::validate::Platform;
 
     fn cli(args: &[&str]) -> Command {
@@ -177,7 +192,18 @@ mod tests {
 
     async fn publish(server: &Server, app: &str, slug: &str, extra: &[&str]) -> anyhow::Result<PublishReport> {
         let dir = fixture(app);
-        let mut args = vec!["publish", "--server", &server.url, "--slug", slug, "--export-dir", dir.to_str().unwrap(), "--json", "--git-commit", "0123abcd"];
+        let mut args = vec![
+            "publish",
+            "--server",
+            &server.url,
+            "--slug",
+            slug,
+            "--export-dir",
+            dir.to_str().unwrap(),
+            "--json",
+            "--git-commit",
+            "0123abcd",
+        ];
         args.extend_from_slice(extra);
         if !extra.contains(&"--auth-token") {
             args.extend_from_slice(&["--auth-token", TOKEN]);
@@ -187,7 +213,15 @@ mod tests {
     }
 
     fn seen(server: &Server, method: &str, path_part: &str) -> Vec<Seen> {
-        server.state.seen.lock().unwrap().iter().filter(|s| s.method == method && s.path.contains(path_part)).cloned().collect()
+        server
+            .state
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.method == method && s.path.contains(path_part))
+            .cloned()
+            .collect()
     }
 
     #[tokio::test]
@@ -206,18 +240,29 @@ mod tests {
         }
         assert_eq!(r1.updates[0].launch_asset.hash, "BovrwjGmW2ANn0bAAqk0QCDY2DLHOqX2Vd_Cz-q9MLc");
         let keys = server.state.store.keys();
-        assert!(keys.contains(&"demo-app/ios/1.0.3/files/068bebc231a65b600d9f46c002a9344020d8d832c73aa5f655dfc2cfeabd30b7".to_string()));
-        assert!(keys.contains(&"demo-app/android/1.0.3/files/4dac9db3fa9ca072f7861fd916bf04bdceac6069d0f3a886f5e523d922e918f1".to_string()));
+        assert!(keys.contains(
+            &"demo-app/ios/1.0.3/files/068bebc231a65b600d9f46c002a9344020d8d832c73aa5f655dfc2cfeabd30b7".to_string()
+        ));
+        assert!(keys.contains(
+            &"demo-app/android/1.0.3/files/4dac9db3fa9ca072f7861fd916bf04bdceac6069d0f3a886f5e523d922e918f1"
+                .to_string()
+        ));
 
         // Upload requests carry the length, the file's type and its md5.
         let puts = seen(&server, "PUT", "/api/files/demo-app/ios/1.0.3/");
         assert_eq!(puts.len(), 7);
-        let bundle = puts.iter().find(|s| s.path.ends_with("068bebc231a65b600d9f46c002a9344020d8d832c73aa5f655dfc2cfeabd30b7")).unwrap();
+        let bundle = puts
+            .iter()
+            .find(|s| s.path.ends_with("068bebc231a65b600d9f46c002a9344020d8d832c73aa5f655dfc2cfeabd30b7"))
+            .unwrap();
         assert_eq!(bundle.headers["content-type"], "application/javascript");
         assert_eq!(bundle.headers["content-length"], "1754617");
         assert_eq!(bundle.headers["x-content-md5"], "c0c2f325fdb4408ce0c9958dbfd12fe7");
         assert_eq!(bundle.headers["authorization"], format!("Bearer {TOKEN}"));
-        let font = puts.iter().find(|s| s.path.ends_with("4dac9db3fa9ca072f7861fd916bf04bdceac6069d0f3a886f5e523d922e918f1")).unwrap();
+        let font = puts
+            .iter()
+            .find(|s| s.path.ends_with("4dac9db3fa9ca072f7861fd916bf04bdceac6069d0f3a886f5e523d922e918f1"))
+            .unwrap();
         assert_eq!(font.headers["content-type"], "font/ttf");
         // The publish verified what clients get, as each platform.
         let checks = seen(&server, "GET", "/api/manifest");
@@ -232,7 +277,10 @@ mod tests {
             assert_eq!(b.uploaded_bytes, b.launch_asset.bytes);
             assert!(b.created_at > a.created_at);
         }
-        let Command::List(l) = cli(&["list", "--server", &server.url, "--slug", "demo-app", "--auth-token", TOKEN]) else { unreachable!() };
+        let Command::List(l) = cli(&["list", "--server", &server.url, "--slug", "demo-app", "--auth-token", TOKEN])
+        else {
+            unreachable!()
+        };
         manage::list(l, &Printer::new(false)).await.unwrap();
         let list = crate::upload::Client::new(&server.url, TOKEN.into()).unwrap().list("demo-app").await.unwrap();
         assert_eq!(list.runtimes.len(), 2);
@@ -258,7 +306,20 @@ mod tests {
         assert_eq!(would[0].path, "_expo/static/js/android/index-747f5e310daebf5292a2f0ae384dcc9c.hbc");
         // The human-output path of the same command.
         let dir = fixture("utility-app-v1");
-        let Command::Publish(a) = cli(&["publish", "--server", &server.url, "--slug", "utility-app", "--export-dir", dir.to_str().unwrap(), "--auth-token", TOKEN, "--dry-run"]) else { unreachable!() };
+        let Command::Publish(a) = cli(&[
+            "publish",
+            "--server",
+            &server.url,
+            "--slug",
+            "utility-app",
+            "--export-dir",
+            dir.to_str().unwrap(),
+            "--auth-token",
+            TOKEN,
+            "--dry-run",
+        ]) else {
+            unreachable!()
+        };
         publish::run(a, &Printer::new(false)).await.unwrap();
         assert_eq!(seen(&server, "POST", "/prepare").len(), 2);
         assert!(server.state.store.keys().is_empty());
@@ -314,9 +375,13 @@ mod tests {
     #[tokio::test]
     async fn bad_token_and_missing_platform_fail_clearly() {
         let server = start().await;
-        let err = format!("{:#}", publish(&server, "demo-app-v1", "demo-app", &["--auth-token", "wrong"]).await.unwrap_err());
+        let err =
+            format!("{:#}", publish(&server, "demo-app-v1", "demo-app", &["--auth-token", "wrong"]).await.unwrap_err());
         assert!(err.contains("HTTP 401: invalid token"), "{err}");
-        let err = format!("{:#}", publish(&server, "utility-app-v1", "utility-app", &["--platform", "ios"]).await.unwrap_err());
+        let err = format!(
+            "{:#}",
+            publish(&server, "utility-app-v1", "utility-app", &["--platform", "ios"]).await.unwrap_err()
+        );
         assert!(err.contains("ios was not exported"), "{err}");
         assert!(server.state.seen.lock().unwrap().len() == 1, "a local error sends nothing");
     }
@@ -325,7 +390,19 @@ mod tests {
     async fn delete_needs_yes() {
         let server = start().await;
         publish(&server, "utility-app-v1", "utility-app", &[]).await.unwrap();
-        let base = ["delete", "--server", &server.url, "--slug", "utility-app", "--platform", "android", "--runtime-version", "2.0.0", "--auth-token", TOKEN];
+        let base = [
+            "delete",
+            "--server",
+            &server.url,
+            "--slug",
+            "utility-app",
+            "--platform",
+            "android",
+            "--runtime-version",
+            "2.0.0",
+            "--auth-token",
+            TOKEN,
+        ];
         let Command::Delete(d) = cli(&base) else { unreachable!() };
         let err = manage::delete(d, &Printer::new(true)).await.unwrap_err().to_string();
         assert!(err.contains("--yes"), "{err}");
@@ -397,7 +474,10 @@ mod tests {
         assert!(current(&server, &target("demo-app", Platform::Ios, "1.0.3"), "production").await.signature.is_none());
         // A key that cannot be read fails before anything is sent.
         let before = server.state.seen.lock().unwrap().len();
-        let err = format!("{:#}", publish(&server, "demo-app-v2", "demo-app", &["--private-key", "/nonexistent.pem"]).await.unwrap_err());
+        let err = format!(
+            "{:#}",
+            publish(&server, "demo-app-v2", "demo-app", &["--private-key", "/nonexistent.pem"]).await.unwrap_err()
+        );
         assert!(err.contains("--private-key /nonexistent.pem"), "{err}");
         assert_eq!(server.state.seen.lock().unwrap().len(), before);
     }
@@ -423,11 +503,16 @@ mod tests {
             let m = manifest_of(&now);
             assert_eq!((m.id.as_str(), m.created_at.as_str()), (now.id.as_str(), now.created_at.as_str()));
             assert_eq!(m.launch_asset.hash, a.launch_asset.hash);
-            assert_eq!(now.files, Client::new(&server.url, TOKEN.into()).unwrap().get_update(&t, &old).await.unwrap().files);
+            assert_eq!(
+                now.files,
+                Client::new(&server.url, TOKEN.into()).unwrap().get_update(&t, &old).await.unwrap().files
+            );
             assert_signed(&now);
         }
         let checks = seen(&server, "GET", "/api/manifest");
-        assert!(checks[4..].iter().all(|c| c.headers["expo-channel-name"] == "production" && c.headers["expo-expect-signature"] == EXPECT_MAIN));
+        assert!(checks[4..].iter().all(
+            |c| c.headers["expo-channel-name"] == "production" && c.headers["expo-expect-signature"] == EXPECT_MAIN
+        ));
 
         // --to an explicit update touches only its platform; an unknown id fails.
         let ios = target("demo-app", Platform::Ios, "1.0.3");
@@ -435,10 +520,19 @@ mod tests {
         let v2_ios = v2.updates[0].id.clone().unwrap();
         run(&[&base[..], &["--to", &v2_ios.to_uppercase(), "--message", "back to v2"]].concat()).await.unwrap();
         let now = current(&server, &ios, "production").await;
-        assert_eq!((now.republished_from.as_deref(), now.message.as_deref()), (Some(v2_ios.as_str()), Some("back to v2")));
+        assert_eq!(
+            (now.republished_from.as_deref(), now.message.as_deref()),
+            (Some(v2_ios.as_str()), Some("back to v2"))
+        );
         assert!(now.signature.is_none());
-        assert_eq!(current(&server, &target("demo-app", Platform::Android, "1.0.3"), "production").await, android_before);
-        let err = format!("{:#}", run(&[&base[..], &["--to", "0f8d2a8e-0000-4000-8000-000000000001"]].concat()).await.unwrap_err());
+        assert_eq!(
+            current(&server, &target("demo-app", Platform::Android, "1.0.3"), "production").await,
+            android_before
+        );
+        let err = format!(
+            "{:#}",
+            run(&[&base[..], &["--to", "0f8d2a8e-0000-4000-8000-000000000001"]].concat()).await.unwrap_err()
+        );
         assert!(err.contains("is not published"), "{err}");
     }
 
@@ -448,7 +542,17 @@ mod tests {
         publish(&server, "demo-app-v1", "demo-app", &[]).await.unwrap();
         let ios = target("demo-app", Platform::Ios, "1.0.3");
         let first = current(&server, &ios, "production").await;
-        let base = ["rollback", "--server", &server.url, "--slug", "demo-app", "--runtime-version", "1.0.3", "--platform", "ios"];
+        let base = [
+            "rollback",
+            "--server",
+            &server.url,
+            "--slug",
+            "demo-app",
+            "--runtime-version",
+            "1.0.3",
+            "--platform",
+            "ios",
+        ];
         // With one update there is nothing to go back to but the embedded one.
         let err = format!("{:#}", run(&base).await.unwrap_err());
         assert!(err.contains("no update before") && err.contains("--to-embedded"), "{err}");
@@ -458,15 +562,25 @@ mod tests {
         let now = current(&server, &ios, "production").await;
         assert_eq!(now.kind, RecordKind::RollBackToEmbedded);
         assert!(now.created_at > first.created_at);
-        assert_eq!(now.body, Directive::roll_back_to_embedded(expo_ota::time::parse_millis(&now.created_at).unwrap()).render());
+        assert_eq!(
+            now.body,
+            Directive::roll_back_to_embedded(expo_ota::protocol::time::parse_millis(&now.created_at).unwrap()).render()
+        );
         assert_signed(&now);
         // Verified as a device running a downloaded update: it must be told to roll back.
         let check = seen(&server, "GET", "/api/manifest").pop().unwrap();
         let (cur, emb) = (&check.headers["expo-current-update-id"], &check.headers["expo-embedded-update-id"]);
-        assert!(expo_ota::id::is_canonical_uuid(cur) && expo_ota::id::is_canonical_uuid(emb) && cur != emb);
+        assert!(
+            expo_ota::protocol::id::is_canonical_uuid(cur)
+                && expo_ota::protocol::id::is_canonical_uuid(emb)
+                && cur != emb
+        );
         assert_eq!(check.headers["expo-expect-signature"], EXPECT_MAIN);
         // Android is untouched.
-        assert_eq!(current(&server, &target("demo-app", Platform::Android, "1.0.3"), "production").await.kind, RecordKind::Update);
+        assert_eq!(
+            current(&server, &target("demo-app", Platform::Android, "1.0.3"), "production").await.kind,
+            RecordKind::Update
+        );
 
         // Rolling back from the directive serves the last update again.
         run(&base).await.unwrap();
@@ -481,7 +595,19 @@ mod tests {
         let t = target("utility-app", Platform::Android, "2.0.0");
         let staging = current(&server, &t, "staging").await;
         let uploads = seen(&server, "PUT", "/api/files/").len();
-        let base = ["promote", "--server", &server.url, "--slug", "utility-app", "--runtime-version", "2.0.0", "--from", "staging", "--to", "production"];
+        let base = [
+            "promote",
+            "--server",
+            &server.url,
+            "--slug",
+            "utility-app",
+            "--runtime-version",
+            "2.0.0",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+        ];
         let k = key();
         run(&[&base[..], &["--private-key", &k]].concat()).await.unwrap();
         assert_eq!(seen(&server, "PUT", "/api/files/").len(), uploads);
@@ -499,16 +625,63 @@ mod tests {
         assert_eq!(seen(&server, "GET", "/api/manifest").pop().unwrap().headers["expo-channel-name"], "production");
 
         // A channel rolled back to embedded promotes as a fresh directive.
-        run(&["rollback", "--server", &server.url, "--slug", "utility-app", "--runtime-version", "2.0.0", "--channel", "staging", "--to-embedded"]).await.unwrap();
+        run(&[
+            "rollback",
+            "--server",
+            &server.url,
+            "--slug",
+            "utility-app",
+            "--runtime-version",
+            "2.0.0",
+            "--channel",
+            "staging",
+            "--to-embedded",
+        ])
+        .await
+        .unwrap();
         let directive = current(&server, &t, "staging").await;
         run(&base).await.unwrap();
         let prod = current(&server, &t, "production").await;
-        assert_eq!((prod.kind, prod.republished_from.as_deref()), (RecordKind::RollBackToEmbedded, Some(directive.id.as_str())));
+        assert_eq!(
+            (prod.kind, prod.republished_from.as_deref()),
+            (RecordKind::RollBackToEmbedded, Some(directive.id.as_str()))
+        );
         assert!(prod.created_at > directive.created_at && prod.signature.is_none());
 
-        let err = format!("{:#}", run(&["promote", "--server", &server.url, "--slug", "utility-app", "--runtime-version", "2.0.0", "--from", "beta", "--to", "production"]).await.unwrap_err());
+        let err = format!(
+            "{:#}",
+            run(&[
+                "promote",
+                "--server",
+                &server.url,
+                "--slug",
+                "utility-app",
+                "--runtime-version",
+                "2.0.0",
+                "--from",
+                "beta",
+                "--to",
+                "production"
+            ])
+            .await
+            .unwrap_err()
+        );
         assert!(err.contains("nothing is current in channel \"beta\""), "{err}");
-        assert!(run(&["promote", "--server", &server.url, "--slug", "utility-app", "--runtime-version", "2.0.0", "--from", "a", "--to", "a"]).await.is_err());
+        assert!(run(&[
+            "promote",
+            "--server",
+            &server.url,
+            "--slug",
+            "utility-app",
+            "--runtime-version",
+            "2.0.0",
+            "--from",
+            "a",
+            "--to",
+            "a"
+        ])
+        .await
+        .is_err());
     }
 
     #[tokio::test]
@@ -519,17 +692,36 @@ mod tests {
         let only_ios = ["--platform", "ios"];
         let v1 = publish(&server, "demo-app-v1", "demo-app", &only_ios).await.unwrap().updates[0].id.clone().unwrap();
         let v2 = publish(&server, "demo-app-v2", "demo-app", &only_ios).await.unwrap().updates[0].id.clone().unwrap();
-        let base = ["delete", "--server", &server.url, "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3"];
+        let base = [
+            "delete",
+            "--server",
+            &server.url,
+            "--slug",
+            "demo-app",
+            "--platform",
+            "ios",
+            "--runtime-version",
+            "1.0.3",
+        ];
 
         // Without a key the server promotes the previous update, unsigned; no --yes needed.
         run(&[&base[..], &["--update-id", &v2]].concat()).await.unwrap();
         let now = current(&server, &ios, "production").await;
         assert_eq!((now.republished_from.as_deref(), now.signature.as_deref()), (Some(v1.as_str()), None));
-        assert_eq!(client.get_update(&ios, &v2).await.map_err(|e| crate::upload::status_of(&e)).unwrap_err(), Some(404));
+        assert_eq!(
+            client.get_update(&ios, &v2).await.map_err(|e| crate::upload::status_of(&e)).unwrap_err(),
+            Some(404)
+        );
 
         // With a key the CLI rolls back, signed, before deleting; the server promotes nothing.
         let k = key();
-        let v3 = publish(&server, "demo-app-v3", "demo-app", &[&only_ios[..], &["--private-key", &k]].concat()).await.unwrap().updates[0].id.clone().unwrap();
+        let v3 = publish(&server, "demo-app-v3", "demo-app", &[&only_ios[..], &["--private-key", &k]].concat())
+            .await
+            .unwrap()
+            .updates[0]
+            .id
+            .clone()
+            .unwrap();
         run(&[&base[..], &["--update-id", &v3, "--private-key", &k]].concat()).await.unwrap();
         let signed = current(&server, &ios, "production").await;
         assert_eq!(signed.republished_from.as_deref(), Some(now.id.as_str()));
@@ -554,7 +746,8 @@ mod tests {
         let last = current(&server, &ios, "production").await;
         assert_eq!(last.kind, RecordKind::RollBackToEmbedded);
         assert_signed(&last);
-        let err = format!("{:#}", run(&[&base[..], &["--update-id", &v1, "--private-key", &k]].concat()).await.unwrap_err());
+        let err =
+            format!("{:#}", run(&[&base[..], &["--update-id", &v1, "--private-key", &k]].concat()).await.unwrap_err());
         assert!(err.contains("is not published"), "{err}");
     }
 }

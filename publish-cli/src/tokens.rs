@@ -4,8 +4,8 @@ use crate::cli::{AuditArgs, ServerArgs, TokenCommand};
 use crate::printer::Printer;
 use crate::upload::Client;
 use anyhow::{bail, Result};
-use expo_ota::tokens::{CreateTokenRequest, TokenInfo};
-use expo_ota::{auth, time};
+use expo_ota::access::tokens::{CreateTokenRequest, TokenInfo};
+use expo_ota::{access::auth, protocol::time};
 
 fn client(s: &ServerArgs) -> Result<Client> {
     Client::new(&s.server, crate::auth::require(s.auth_token.as_deref())?)
@@ -15,7 +15,13 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
     match cmd {
         TokenCommand::Create(a) => {
             let out = Printer::new(a.server.json);
-            let req = CreateTokenRequest { name: a.name, apps: a.slugs, all_apps: a.all_apps, scopes: a.scope, expires_in: a.expires_in };
+            let req = CreateTokenRequest {
+                name: a.name,
+                apps: a.slugs,
+                all_apps: a.all_apps,
+                scopes: a.scope,
+                expires_in: a.expires_in,
+            };
             // Check locally first so a typo costs no request.
             for s in &req.scopes {
                 auth::Scope::parse(s).map_err(|e| anyhow::anyhow!(e.message))?;
@@ -79,7 +85,11 @@ pub async fn audit(a: AuditArgs, out: &Printer) -> Result<()> {
     }
     for e in &list.entries {
         let who = e.actor_name.as_ref().map_or(e.actor.clone(), |n| format!("{} ({n})", e.actor));
-        let target = [e.slug.as_deref(), e.platform.as_deref(), e.runtime_version.as_deref(), e.channel.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        let target = [e.slug.as_deref(), e.platform.as_deref(), e.runtime_version.as_deref(), e.channel.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
         let ids = if e.update_ids.is_empty() { String::new() } else { format!(" updates {}", e.update_ids.join(",")) };
         let token = e.token_id.as_ref().map(|t| format!(" token {t}")).unwrap_or_default();
         let err = e.error.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
@@ -118,13 +128,71 @@ mod tests {
 
     #[test]
     fn token_create_parsing() {
-        let cli = Cli::try_parse_from(["publish-cli", "token", "create", "--server", "http://x", "--name", "ci", "--slug", "demo-app", "--slug", "utility-app", "--scope", "publish,read", "--expires-in", "90d"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "publish-cli",
+            "token",
+            "create",
+            "--server",
+            "http://x",
+            "--name",
+            "ci",
+            "--slug",
+            "demo-app",
+            "--slug",
+            "utility-app",
+            "--scope",
+            "publish,read",
+            "--expires-in",
+            "90d",
+        ])
+        .unwrap();
         let Command::Token(TokenCommand::Create(a)) = cli.command else { panic!("not token create") };
         assert_eq!(a.slugs, ["demo-app", "utility-app"]);
         assert_eq!(a.scope, ["publish", "read"]);
-        assert!(Cli::try_parse_from(["publish-cli", "token", "create", "--server", "http://x", "--name", "ci", "--scope", "read"]).is_err(), "needs --slug or --all-apps");
-        assert!(Cli::try_parse_from(["publish-cli", "token", "create", "--server", "http://x", "--name", "ci", "--all-apps", "--slug", "a", "--scope", "read"]).is_err());
-        assert!(Cli::try_parse_from(["publish-cli", "token", "create", "--server", "http://x", "--name", "ci", "--slug", "../x", "--scope", "read"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "publish-cli",
+                "token",
+                "create",
+                "--server",
+                "http://x",
+                "--name",
+                "ci",
+                "--scope",
+                "read"
+            ])
+            .is_err(),
+            "needs --slug or --all-apps"
+        );
+        assert!(Cli::try_parse_from([
+            "publish-cli",
+            "token",
+            "create",
+            "--server",
+            "http://x",
+            "--name",
+            "ci",
+            "--all-apps",
+            "--slug",
+            "a",
+            "--scope",
+            "read"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "publish-cli",
+            "token",
+            "create",
+            "--server",
+            "http://x",
+            "--name",
+            "ci",
+            "--slug",
+            "../x",
+            "--scope",
+            "read"
+        ])
+        .is_err());
     }
 
     #[test]

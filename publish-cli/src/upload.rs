@@ -4,10 +4,10 @@
 
 use crate::export::LocalFile;
 use anyhow::{anyhow, bail, Context, Result};
-use expo_ota::api::*;
-use expo_ota::audit::AuditList;
-use expo_ota::layout::Target;
-use expo_ota::tokens::{CreateTokenRequest, CreateTokenResponse, TokenInfo, TokenList};
+use expo_ota::access::audit::AuditList;
+use expo_ota::access::tokens::{CreateTokenRequest, CreateTokenResponse, TokenInfo, TokenList};
+use expo_ota::deploy::api::*;
+use expo_ota::storage::layout::Target;
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -204,7 +204,9 @@ impl Client {
 
     pub async fn list(&self, slug: &str) -> Result<ListResponse> {
         let what = format!("list {slug}");
-        let resp = self.send(&what, || async { Ok(self.request(Method::GET, "/api/updates").query(&[("slug", slug)])) }).await?;
+        let resp = self
+            .send(&what, || async { Ok(self.request(Method::GET, "/api/updates").query(&[("slug", slug)])) })
+            .await?;
         Self::json(&what, resp).await
     }
 
@@ -244,7 +246,7 @@ impl Client {
     }
 
     /// One stored update, manifest or directive body included.
-    pub async fn get_update(&self, t: &Target, id: &str) -> Result<expo_ota::record::UpdateRecord> {
+    pub async fn get_update(&self, t: &Target, id: &str) -> Result<expo_ota::storage::record::UpdateRecord> {
         let what = format!("get update {id} of {}", label(t));
         let path = format!("/api/updates/{}/{id}", target_path(t));
         let resp = self.send(&what, || async { Ok(self.request(Method::GET, &path)) }).await?;
@@ -294,7 +296,13 @@ async fn server_error(resp: Response) -> ServerError {
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-        .unwrap_or_else(|| if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text.chars().take(200).collect() });
+        .unwrap_or_else(|| {
+            if text.trim().is_empty() {
+                status.canonical_reason().unwrap_or("error").to_string()
+            } else {
+                text.chars().take(200).collect()
+            }
+        });
     ServerError { status: status.as_u16(), message: message.split_whitespace().collect::<Vec<_>>().join(" ") }
 }
 
@@ -327,10 +335,14 @@ mod tests {
     fn segments_are_percent_encoded() {
         assert_eq!(encode_segment("1.0.0+b(1)"), "1.0.0%2Bb%281%29");
         assert_eq!(encode_segment("2.0.0"), "2.0.0");
-        let t = Target { slug: "demo-app".into(), platform: expo_ota::validate::Platform::Ios, runtime_version: "1+2".into() };
+        let t = Target {
+            slug: "demo-app".into(),
+            platform: expo_ota::validate::Platform::Ios,
+            runtime_version: "1+2".into(),
+        };
         assert_eq!(target_path(&t), "demo-app/ios/1%2B2");
         // The server's router decodes it back to the same target.
-        let route = expo_ota::route::parse("POST", &format!("/api/publish/{}/prepare", target_path(&t))).unwrap();
-        assert_eq!(route, expo_ota::route::Route::PublishPrepare { target: t });
+        let route = expo_ota::http::route::parse("POST", &format!("/api/publish/{}/prepare", target_path(&t))).unwrap();
+        assert_eq!(route, expo_ota::http::route::Route::PublishPrepare { target: t });
     }
 }

@@ -2,7 +2,7 @@
 
 use super::internal;
 use crate::error::ApiError;
-use crate::store::{Condition, ListPage, ObjectMeta, ObjectStore, PutOptions};
+use crate::storage::store::{Condition, ListPage, ObjectMeta, ObjectStore, PutOptions};
 use worker::{Bucket, Conditional, Data, HttpMetadata, Include, Object};
 
 pub struct R2Store(pub Bucket);
@@ -42,7 +42,14 @@ fn put_error(e: worker::Error) -> ApiError {
 }
 
 impl R2Store {
-    pub async fn put_stream(&self, key: &str, body: web_sys::ReadableStream, content_type: &str, sha256: [u8; 32], md5: Option<[u8; 16]>) -> Result<Object, ApiError> {
+    pub async fn put_stream(
+        &self,
+        key: &str,
+        body: web_sys::ReadableStream,
+        content_type: &str,
+        sha256: [u8; 32],
+        md5: Option<[u8; 16]>,
+    ) -> Result<Object, ApiError> {
         let mut b = self
             .0
             .put(key, Data::ReadableStream(body))
@@ -70,7 +77,10 @@ impl ObjectStore for R2Store {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
-        let mut b = self.0.put(key, Data::Bytes(body)).custom_metadata(opts.custom.into_iter().collect::<std::collections::HashMap<_, _>>());
+        let mut b = self
+            .0
+            .put(key, Data::Bytes(body))
+            .custom_metadata(opts.custom.into_iter().collect::<std::collections::HashMap<_, _>>());
         if let Some(ct) = opts.content_type {
             b = b.http_metadata(HttpMetadata { content_type: Some(ct), ..Default::default() });
         }
@@ -86,7 +96,13 @@ impl ObjectStore for R2Store {
         Ok(b.execute().await.map_err(put_error)?.as_ref().map(meta))
     }
 
-    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>, start_after: Option<&str>) -> Result<ListPage, ApiError> {
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        cursor: Option<String>,
+        start_after: Option<&str>,
+    ) -> Result<ListPage, ApiError> {
         let mut b = self.0.list().prefix(prefix).include(vec![Include::HttpMetadata, Include::CustomMetadata]);
         if let Some(d) = delimiter {
             b = b.delimiter(d);

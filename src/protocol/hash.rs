@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(parse_sha256_base64url(&format!("{s}=")), None);
         // Standard base64 of 32 bytes is always padded, so it never passes.
         assert_eq!(parse_sha256_base64url(&STANDARD.encode(d.sha256)), None);
-        assert_eq!(parse_sha256_base64url(&s.replace('-', "+").replace('_', "/")), (!s.contains(['-', '_'])).then_some(d.sha256));
+        assert_eq!(
+            parse_sha256_base64url(&s.replace('-', "+").replace('_', "/")),
+            (!s.contains(['-', '_'])).then_some(d.sha256)
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! signed), and the body ends `\r\n--B--\r\n`. The parser is strict in the same way and is used by
 //! tests and by the CLI to check what clients will receive.
 
-use crate::hash;
+use crate::protocol::hash;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Part {

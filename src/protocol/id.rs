@@ -4,7 +4,7 @@
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let h = crate::hash::hex(&bytes);
+    let h = crate::protocol::hash::hex(&bytes);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
@@ -42,7 +42,10 @@ mod tests {
         assert!(!is_canonical_uuid("FFFFFFFF-FFFF-4FFF-BFFF-FFFFFFFFFFFF"));
         assert!(!is_canonical_uuid("ffffffffffff4fffbfffffffffffffff"));
         assert!(!is_canonical_uuid("ffffffff-ffff-4fff-bfff-fffffffffffg"));
-        assert_eq!(normalize_uuid(" 90D68ADD-3F1E-7DD9-2CCA-2930D66620B2 ").as_deref(), Some("90d68add-3f1e-7dd9-2cca-2930d66620b2"));
+        assert_eq!(
+            normalize_uuid(" 90D68ADD-3F1E-7DD9-2CCA-2930D66620B2 ").as_deref(),
+            Some("90d68add-3f1e-7dd9-2cca-2930d66620b2")
+        );
         assert_eq!(normalize_uuid("not-a-uuid"), None);
     }
 }

@@ -4,25 +4,25 @@
 mod r2;
 mod signing;
 
-use crate::api::{CommitRequest, FormPublishResponse, PrepareRequest, UploadResponse};
-use crate::audit::{self, AuditEntry};
-use crate::auth::{self, Action, Principal};
-use crate::{time, tokens, validate};
-use crate::cache::PointerCache;
-use crate::record::UpdateRecord;
-use std::cell::RefCell;
-use std::rc::Rc;
+use crate::access::audit::{self, AuditEntry};
+use crate::access::auth::{self, Action, Principal};
+use crate::check::cache::PointerCache;
 use crate::check::{self, Reply};
 use crate::config::Limits;
+use crate::deploy::api::{CommitRequest, FormPublishResponse, PrepareRequest, UploadResponse};
+use crate::deploy::formpublish::{self, FormPublish};
+use crate::deploy::service::{self, Ctx};
 use crate::error::ApiError;
-use crate::formpublish::{self, FormPublish};
-use crate::layout::Target;
-use crate::route::{self, Route};
-use crate::service::{self, Ctx};
-use crate::{hash, multipart};
+use crate::http::route::{self, Route};
+use crate::storage::layout::Target;
+use crate::storage::record::UpdateRecord;
+use crate::{access::tokens, protocol::time, validate};
+use crate::{protocol::hash, protocol::multipart};
 use futures_util::StreamExt;
 use r2::R2Store;
 use serde::Serialize;
+use std::cell::RefCell;
+use std::rc::Rc;
 use worker::*;
 
 const BUCKET: &str = "UPDATES";
@@ -57,7 +57,9 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
         return deploy(route, &who, &mut req, query, &store, &ctx).await;
     }
     match route {
-        Route::Health => json(200, &serde_json::json!({"ok": true, "service": "expo-ota", "version": env!("CARGO_PKG_VERSION")})),
+        Route::Health => {
+            json(200, &serde_json::json!({"ok": true, "service": "expo-ota", "version": env!("CARGO_PKG_VERSION")}))
+        }
         Route::Manifest => {
             let mreq = check::parse_request(query, &|n| header(&req, n))?;
             let current = cached_current(&store, &mreq.target, &mreq.channel, &ctx).await?;
@@ -75,7 +77,12 @@ async fn handle(mut req: Request, env: &Env) -> std::result::Result<Response, Ap
 }
 
 /// ADMIN_TOKEN, or a scoped token looked up by its id and checked against its digest.
-async fn authenticate(req: &Request, env: &Env, store: &R2Store, ctx: &Ctx<'_>) -> std::result::Result<Principal, ApiError> {
+async fn authenticate(
+    req: &Request,
+    env: &Env,
+    store: &R2Store,
+    ctx: &Ctx<'_>,
+) -> std::result::Result<Principal, ApiError> {
     let admin = env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string());
     let admin = auth::admin_secret(admin.as_deref())?;
     let authorization = header(req, "authorization");
@@ -100,12 +107,21 @@ async fn rate_limit(env: &Env, who: &Principal) -> std::result::Result<(), ApiEr
     let Ok(limiter) = env.rate_limiter("DEPLOY_RATE_LIMITER") else { return Ok(()) };
     let key = who.actor().0;
     match limiter.limit(key).await {
-        Ok(o) if !o.success => Err(ApiError::new(429, "too many deploy requests for this token; retry in a minute (DEPLOY_RATE_LIMITER)")),
+        Ok(o) if !o.success => {
+            Err(ApiError::new(429, "too many deploy requests for this token; retry in a minute (DEPLOY_RATE_LIMITER)"))
+        }
         _ => Ok(()),
     }
 }
 
-async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, store: &R2Store, ctx: &Ctx<'_>) -> std::result::Result<Response, ApiError> {
+async fn deploy(
+    route: Route,
+    who: &Principal,
+    req: &mut Request,
+    query: &str,
+    store: &R2Store,
+    ctx: &Ctx<'_>,
+) -> std::result::Result<Response, ApiError> {
     let cap = ctx.limits.max_json_bytes as usize;
     match route {
         Route::PublishPrepare { target } => {
@@ -154,7 +170,8 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
             json(201, &done?)
         }
         Route::ListUpdates => {
-            let slug = route::query_param(query, "slug").ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
+            let slug = route::query_param(query, "slug")
+                .ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
             auth::authorize(who, Action::Read, Some(&slug))?;
             json(200, &service::list(store, &slug).await?)
         }
@@ -181,7 +198,9 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
             }
             .await;
             invalidate(&target);
-            entry.update_ids = std::iter::once(id).chain(done.iter().filter_map(|d| d.promoted.as_ref().map(|p| p.id.clone()))).collect();
+            entry.update_ids = std::iter::once(id)
+                .chain(done.iter().filter_map(|d| d.promoted.as_ref().map(|p| p.id.clone())))
+                .collect();
             audited(store, entry, &done, 200, ctx).await;
             json(200, &done?)
         }
@@ -218,10 +237,15 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
                 None => auth::authorize(who, Action::Admin, None)?,
             }
             let since = match route::query_param(query, "since") {
-                Some(s) => time::parse_millis(&s).ok_or_else(|| ApiError::bad_request("since must be YYYY-MM-DDTHH:mm:ss.sssZ"))?,
+                Some(s) => time::parse_millis(&s)
+                    .ok_or_else(|| ApiError::bad_request("since must be YYYY-MM-DDTHH:mm:ss.sssZ"))?,
                 None => 0,
             };
-            let limit = route::query_param(query, "limit").map(|l| l.parse::<usize>().map_err(|_| ApiError::bad_request("limit must be a number"))).transpose()?.unwrap_or(100).clamp(1, 1000);
+            let limit = route::query_param(query, "limit")
+                .map(|l| l.parse::<usize>().map_err(|_| ApiError::bad_request("limit must be a number")))
+                .transpose()?
+                .unwrap_or(100)
+                .clamp(1, 1000);
             json(200, &audit::list(store, slug.as_deref(), since, limit).await?)
         }
         Route::Health | Route::Manifest | Route::Asset { .. } => unreachable!("public routes need no auth"),
@@ -229,7 +253,13 @@ async fn deploy(route: Route, who: &Principal, req: &mut Request, query: &str, s
 }
 
 /// Appends the audit entry; a failed audit write is logged but does not undo the operation.
-async fn audited<T>(store: &R2Store, entry: AuditEntry, done: &std::result::Result<T, ApiError>, ok_status: u16, ctx: &Ctx<'_>) {
+async fn audited<T>(
+    store: &R2Store,
+    entry: AuditEntry,
+    done: &std::result::Result<T, ApiError>,
+    ok_status: u16,
+    ctx: &Ctx<'_>,
+) {
     if let Err(e) = audit::append(store, entry.result(done, ok_status), ctx).await {
         console_error!("{}", serde_json::json!({"event": "audit_write_failed", "error": e.message}));
     }
@@ -246,7 +276,12 @@ thread_local! {
     static POINTERS: RefCell<PointerCache> = RefCell::new(PointerCache::default());
 }
 
-async fn cached_current(store: &R2Store, t: &Target, channel: &str, ctx: &Ctx<'_>) -> std::result::Result<Option<Rc<UpdateRecord>>, ApiError> {
+async fn cached_current(
+    store: &R2Store,
+    t: &Target,
+    channel: &str,
+    ctx: &Ctx<'_>,
+) -> std::result::Result<Option<Rc<UpdateRecord>>, ApiError> {
     let key = t.channel_key(channel);
     let ttl = ctx.limits.check_cache_ms;
     if let Some(hit) = POINTERS.with(|c| c.borrow().get(&key, ctx.now_ms, ttl)) {
@@ -265,13 +300,25 @@ fn invalidate(t: &Target) {
 
 /// Streams a stored file from R2 straight to the client (the body never enters wasm).
 /// The URL's extension decides the content type (see `manifest::asset_url`).
-async fn asset(req: &Request, store: &R2Store, t: &Target, sha256: &str, ext: Option<&str>, head_only: bool) -> std::result::Result<Response, ApiError> {
+async fn asset(
+    req: &Request,
+    store: &R2Store,
+    t: &Target,
+    sha256: &str,
+    ext: Option<&str>,
+    head_only: bool,
+) -> std::result::Result<Response, ApiError> {
     let key = t.file_key(sha256);
-    let not_found = || ApiError::not_found(format!("no asset {sha256} for {} {} runtimeVersion {}", t.slug, t.platform, t.runtime_version));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "no asset {sha256} for {} {} runtimeVersion {}",
+            t.slug, t.platform, t.runtime_version
+        ))
+    };
     let headers = |obj: &Object| -> std::result::Result<Headers, ApiError> {
         let h = Headers::new();
         let ct = match ext {
-            Some(e) => crate::export::content_type_for_ext(e).to_string(),
+            Some(e) => crate::protocol::export::content_type_for_ext(e).to_string(),
             None => obj.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into()),
         };
         let set = |k: &str, v: &str| h.set(k, v).map_err(internal);
@@ -296,7 +343,13 @@ async fn asset(req: &Request, store: &R2Store, t: &Target, sha256: &str, ext: Op
 }
 
 /// One raw file, keyed by its SHA-256: R2 verifies the digest while it stores the stream.
-async fn upload(req: &Request, store: &R2Store, t: &Target, sha256: &str, ctx: &Ctx<'_>) -> std::result::Result<Response, ApiError> {
+async fn upload(
+    req: &Request,
+    store: &R2Store,
+    t: &Target,
+    sha256: &str,
+    ctx: &Ctx<'_>,
+) -> std::result::Result<Response, ApiError> {
     let up = service::upload_headers(&|n| header(req, n), &ctx.limits)?;
     let key = t.file_key(sha256);
     if let Some(existing) = store.0.head(key.clone()).await.map_err(internal)? {
@@ -312,15 +365,26 @@ async fn upload(req: &Request, store: &R2Store, t: &Target, sha256: &str, ctx: &
     json(201, &UploadResponse { sha256: sha256.into(), size: obj.size(), stored: true })
 }
 
-async fn publish_form(req: &mut Request, store: &R2Store, slug: &str, ctx: &Ctx<'_>) -> std::result::Result<FormPublishResponse, ApiError> {
+async fn publish_form(
+    req: &mut Request,
+    store: &R2Store,
+    slug: &str,
+    ctx: &Ctx<'_>,
+) -> std::result::Result<FormPublishResponse, ApiError> {
     let ct = header(req, "content-type").unwrap_or_default();
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Err(ApiError::new(415, "expected a multipart/form-data body"));
     }
-    let boundary = multipart::boundary_of(&ct).ok_or_else(|| ApiError::bad_request("multipart/form-data without a boundary"))?;
+    let boundary =
+        multipart::boundary_of(&ct).ok_or_else(|| ApiError::bad_request("multipart/form-data without a boundary"))?;
     let len = header(req, "content-length").and_then(|l| l.trim().parse().ok());
     formpublish::check_content_length(len, ctx)?;
-    let mut form = FormPublish::new(slug, &boundary, header(req, "expo-platform").as_deref(), header(req, "expo-runtime-version").as_deref())?;
+    let mut form = FormPublish::new(
+        slug,
+        &boundary,
+        header(req, "expo-platform").as_deref(),
+        header(req, "expo-runtime-version").as_deref(),
+    )?;
     let mut body = req.stream().map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;

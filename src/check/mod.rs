@@ -1,14 +1,16 @@
 //! The manifest check: parse what the client sent, decide, and build the exact response bytes.
 
+pub mod cache;
+
 use crate::error::ApiError;
-use crate::layout::Target;
-use crate::manifest::Directive;
-use crate::multipart::{self, Part};
-use crate::record::{RecordKind, UpdateRecord};
-use crate::sfv::{self, ExpectSignature};
-use crate::route::query_param;
+use crate::http::route::query_param;
+use crate::protocol::id;
+use crate::protocol::manifest::Directive;
+use crate::protocol::multipart::{self, Part};
+use crate::protocol::sfv::{self, ExpectSignature};
+use crate::storage::layout::Target;
+use crate::storage::record::{RecordKind, UpdateRecord};
 use crate::validate::{self, Platform};
-use crate::id;
 use serde::Serialize;
 
 pub const DEFAULT_CHANNEL: &str = "production";
@@ -29,7 +31,9 @@ pub struct ManifestRequest {
 
 /// Reads a check from the query string and headers (header names lowercase).
 pub fn parse_request(query: &str, header: &dyn Fn(&str) -> Option<String>) -> Result<ManifestRequest, ApiError> {
-    let slug = query_param(query, "slug").ok_or_else(|| ApiError::bad_request("missing slug query parameter (use /api/manifest?slug=<your app slug>)"))?;
+    let slug = query_param(query, "slug").ok_or_else(|| {
+        ApiError::bad_request("missing slug query parameter (use /api/manifest?slug=<your app slug>)")
+    })?;
     let platform = header("expo-platform")
         .or_else(|| query_param(query, "platform"))
         .ok_or_else(|| ApiError::bad_request("missing expo-platform header"))?;
@@ -47,12 +51,16 @@ pub fn parse_request(query: &str, header: &dyn Fn(&str) -> Option<String>) -> Re
         Some("0") => 0,
         Some("1") => 1,
         Some(v) if v.parse::<u32>().is_ok() => 1,
-        Some(v) => return Err(ApiError::bad_request(format!("invalid expo-protocol-version {:?}", validate::truncate(v)))),
+        Some(v) => {
+            return Err(ApiError::bad_request(format!("invalid expo-protocol-version {:?}", validate::truncate(v))))
+        }
     };
     let uuid_header = |name: &str| -> Result<Option<String>, ApiError> {
         match header(name) {
             None => Ok(None),
-            Some(v) => id::normalize_uuid(&v).map(Some).ok_or_else(|| ApiError::bad_request(format!("{name} is not a UUID"))),
+            Some(v) => {
+                id::normalize_uuid(&v).map(Some).ok_or_else(|| ApiError::bad_request(format!("{name} is not a UUID")))
+            }
         }
     };
     let channel = match header("expo-channel-name") {
@@ -66,7 +74,10 @@ pub fn parse_request(query: &str, header: &dyn Fn(&str) -> Option<String>) -> Re
         embedded_update_id: uuid_header("expo-embedded-update-id")?,
         channel,
         expect_signature: header("expo-expect-signature")
-            .map(|v| sfv::parse_expect_signature(&v).map_err(|e| ApiError::bad_request(format!("invalid expo-expect-signature: {e}"))))
+            .map(|v| {
+                sfv::parse_expect_signature(&v)
+                    .map_err(|e| ApiError::bad_request(format!("invalid expo-expect-signature: {e}")))
+            })
             .transpose()?,
         fatal_error: header("expo-fatal-error").map(|e| e.chars().take(1024).collect()),
         recent_failed_update_ids: header("expo-recent-failed-update-ids").map(|e| e.chars().take(2048).collect()),
@@ -174,8 +185,13 @@ pub fn respond(req: &ManifestRequest, outcome: &Outcome<'_>, server_signature: O
                 (None, _) => None,
             };
             match r.kind {
-                RecordKind::Update => multipart(&[Part::new("manifest", r.body.as_bytes()).signed(header), Part::new("extensions", EXTENSIONS_BODY)]),
-                RecordKind::RollBackToEmbedded => multipart(&[Part::new("directive", r.body.as_bytes()).signed(header)]),
+                RecordKind::Update => multipart(&[
+                    Part::new("manifest", r.body.as_bytes()).signed(header),
+                    Part::new("extensions", EXTENSIONS_BODY),
+                ]),
+                RecordKind::RollBackToEmbedded => {
+                    multipart(&[Part::new("directive", r.body.as_bytes()).signed(header)])
+                }
             }
         }
         Outcome::NoUpdate => match (expect, server_signature) {
@@ -277,13 +293,25 @@ mod tests {
 
     #[test]
     fn reads_headers_and_query_fallbacks() {
-        let r = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1"), ("expo-current-update-id", &ID.to_uppercase())]).unwrap();
+        let r = parse(
+            "slug=demo-app",
+            &[
+                ("expo-platform", "ios"),
+                ("expo-runtime-version", "1.0.3"),
+                ("expo-protocol-version", "1"),
+                ("expo-current-update-id", &ID.to_uppercase()),
+            ],
+        )
+        .unwrap();
         assert_eq!(r.target.platform, Platform::Ios);
         assert_eq!(r.protocol_version, 1);
         assert_eq!(r.current_update_id.as_deref(), Some(ID));
         assert_eq!(r.channel, "production");
         let q = parse("slug=demo-app&platform=android&runtime-version=2.0.0", &[]).unwrap();
-        assert_eq!((q.target.platform, q.target.runtime_version.as_str(), q.protocol_version), (Platform::Android, "2.0.0", 0));
+        assert_eq!(
+            (q.target.platform, q.target.runtime_version.as_str(), q.protocol_version),
+            (Platform::Android, "2.0.0", 0)
+        );
         assert_eq!(parse("slug=a&platform=ios&runtimeVersion=3", &[]).unwrap().target.runtime_version, "3");
     }
 
@@ -292,7 +320,10 @@ mod tests {
         let ok = [("expo-platform", "ios"), ("expo-runtime-version", "1")];
         assert_eq!(parse("", &ok).unwrap_err().status, 400);
         assert_eq!(parse("slug=../x", &ok).unwrap_err().status, 400);
-        assert_eq!(parse("slug=a", &[("expo-platform", "web"), ("expo-runtime-version", "1")]).unwrap_err().status, 400);
+        assert_eq!(
+            parse("slug=a", &[("expo-platform", "web"), ("expo-runtime-version", "1")]).unwrap_err().status,
+            400
+        );
         assert_eq!(parse("slug=a", &[("expo-platform", "ios")]).unwrap_err().status, 400);
         assert_eq!(parse("slug=a", &[ok[0], ok[1], ("expo-protocol-version", "one")]).unwrap_err().status, 400);
         assert_eq!(parse("slug=a", &[ok[0], ok[1], ("expo-current-update-id", "123")]).unwrap_err().status, 400);
@@ -301,7 +332,11 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let mut req = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")]).unwrap();
+        let mut req = parse(
+            "slug=demo-app",
+            &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")],
+        )
+        .unwrap();
         let rec = record(ID);
         assert_eq!(decide(&req, None), Outcome::NoUpdate);
         assert_eq!(decide(&req, Some(&rec)), Outcome::Serve(&rec));
@@ -314,7 +349,11 @@ mod tests {
 
     #[test]
     fn responses_carry_protocol_headers() {
-        let req = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")]).unwrap();
+        let req = parse(
+            "slug=demo-app",
+            &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")],
+        )
+        .unwrap();
         let rec = record(ID);
         let r = respond(&req, &Outcome::Serve(&rec), None);
         assert_eq!(r.status, 200);
@@ -346,7 +385,12 @@ mod tests {
     fn signing_request() -> ManifestRequest {
         parse(
             "slug=demo-app",
-            &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1"), ("expo-expect-signature", r#"sig, keyid="main", alg="rsa-v1_5-sha256""#)],
+            &[
+                ("expo-platform", "ios"),
+                ("expo-runtime-version", "1.0.3"),
+                ("expo-protocol-version", "1"),
+                ("expo-expect-signature", r#"sig, keyid="main", alg="rsa-v1_5-sha256""#),
+            ],
         )
         .unwrap()
     }
@@ -375,7 +419,10 @@ mod tests {
         assert!(String::from_utf8(refused.body).unwrap().contains("not signed"));
 
         // No update: a signed directive with a key, a 204 without one.
-        assert_eq!(needs_server_signature(&req, &Outcome::NoUpdate).as_deref(), Some(r#"{"type":"noUpdateAvailable"}"#));
+        assert_eq!(
+            needs_server_signature(&req, &Outcome::NoUpdate).as_deref(),
+            Some(r#"{"type":"noUpdateAvailable"}"#)
+        );
         let signed = respond(&req, &Outcome::NoUpdate, Some("c2ln"));
         let parts = multipart::parse(signed.header("content-type").unwrap(), &signed.body).unwrap();
         assert_eq!(parts[0].header("expo-signature"), Some(r#"sig="c2ln", keyid="main", alg="rsa-v1_5-sha256""#));
@@ -383,10 +430,24 @@ mod tests {
         assert_eq!((empty.status, empty.header("expo-protocol-version"), empty.body.len()), (204, Some("1"), 0));
 
         // Without expo-expect-signature nothing is signed.
-        let plain = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")]).unwrap();
+        let plain = parse(
+            "slug=demo-app",
+            &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")],
+        )
+        .unwrap();
         assert_eq!(needs_server_signature(&plain, &Outcome::NoUpdate), None);
-        assert!(!String::from_utf8(respond(&plain, &Outcome::Serve(&rec), None).body).unwrap().contains("expo-signature"));
-        assert_eq!(parse("slug=a", &[("expo-platform", "ios"), ("expo-runtime-version", "1"), ("expo-expect-signature", "sig, keyid=1")]).unwrap_err().status, 400);
+        assert!(!String::from_utf8(respond(&plain, &Outcome::Serve(&rec), None).body)
+            .unwrap()
+            .contains("expo-signature"));
+        assert_eq!(
+            parse(
+                "slug=a",
+                &[("expo-platform", "ios"), ("expo-runtime-version", "1"), ("expo-expect-signature", "sig, keyid=1")]
+            )
+            .unwrap_err()
+            .status,
+            400
+        );
     }
 
     #[test]
@@ -412,16 +473,29 @@ mod tests {
 
     #[test]
     fn filters_follow_the_channel() {
-        let r = parse("slug=a", &[("expo-platform", "ios"), ("expo-runtime-version", "1"), ("expo-protocol-version", "1"), ("expo-channel-name", "staging")]).unwrap();
+        let r = parse(
+            "slug=a",
+            &[
+                ("expo-platform", "ios"),
+                ("expo-runtime-version", "1"),
+                ("expo-protocol-version", "1"),
+                ("expo-channel-name", "staging"),
+            ],
+        )
+        .unwrap();
         assert_eq!(r.channel, "staging");
         let reply = respond(&r, &Outcome::NoUpdate, None);
-        let f = crate::sfv::parse_dictionary(reply.header("expo-manifest-filters").unwrap()).unwrap();
-        assert_eq!(f, vec![("channel".to_string(), crate::sfv::Item::String("staging".into()))]);
+        let f = crate::protocol::sfv::parse_dictionary(reply.header("expo-manifest-filters").unwrap()).unwrap();
+        assert_eq!(f, vec![("channel".to_string(), crate::protocol::sfv::Item::String("staging".into()))]);
     }
 
     #[test]
     fn log_line_names_what_was_served() {
-        let mut req = parse("slug=demo-app", &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-fatal-error", "TypeError: x")]).unwrap();
+        let mut req = parse(
+            "slug=demo-app",
+            &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-fatal-error", "TypeError: x")],
+        )
+        .unwrap();
         req.embedded_update_id = Some(ID.into());
         let rec = record(ID);
         let v: serde_json::Value = serde_json::from_str(&log_line(&req, &Outcome::Serve(&rec))).unwrap();

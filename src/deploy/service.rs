@@ -1,16 +1,16 @@
 //! Deploy operations over any [`ObjectStore`]: the same code runs on R2 in the Worker and on
 //! memory in host tests.
 
-use crate::api::*;
 use crate::check::DEFAULT_CHANNEL;
 use crate::config::Limits;
+use crate::deploy::api::*;
 use crate::error::ApiError;
-use crate::hash;
-use crate::layout::Target;
-use crate::manifest;
-use crate::record::{RecordKind, UpdateRecord};
-use crate::store::{list_all, Condition, ObjectMeta, ObjectStore, PutOptions};
-use crate::{time, validate};
+use crate::protocol::hash;
+use crate::protocol::manifest;
+use crate::storage::layout::Target;
+use crate::storage::record::{RecordKind, UpdateRecord};
+use crate::storage::store::{list_all, Condition, ObjectMeta, ObjectStore, PutOptions};
+use crate::{protocol::time, validate};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How far in the future a publisher's createdAt may be (clock skew). A createdAt further ahead
@@ -42,16 +42,24 @@ pub async fn current<S: ObjectStore>(store: &S, t: &Target, channel: &str) -> Re
 
 /// One stored record (manifest or directive body included), for rollback and promote.
 pub async fn get_record<S: ObjectStore>(store: &S, t: &Target, id: &str) -> Result<UpdateRecord, ApiError> {
-    if !crate::id::is_canonical_uuid(id) {
+    if !crate::protocol::id::is_canonical_uuid(id) {
         return Err(ApiError::bad_request("update id must be a lowercase UUID"));
     }
     match store.get(&t.record_key(id)).await? {
         Some((_, bytes)) => UpdateRecord::from_json(&bytes),
-        None => Err(ApiError::not_found(format!("no update {id} for {} {} runtimeVersion {}", t.slug, t.platform, t.runtime_version))),
+        None => Err(ApiError::not_found(format!(
+            "no update {id} for {} {} runtimeVersion {}",
+            t.slug, t.platform, t.runtime_version
+        ))),
     }
 }
 
-pub async fn prepare<S: ObjectStore>(store: &S, t: &Target, req: &PrepareRequest, ctx: &Ctx<'_>) -> Result<PrepareResponse, ApiError> {
+pub async fn prepare<S: ObjectStore>(
+    store: &S,
+    t: &Target,
+    req: &PrepareRequest,
+    ctx: &Ctx<'_>,
+) -> Result<PrepareResponse, ApiError> {
     if req.files.len() > ctx.limits.max_files_per_update {
         return Err(too_many_files(req.files.len(), ctx.limits));
     }
@@ -70,7 +78,10 @@ pub async fn prepare<S: ObjectStore>(store: &S, t: &Target, req: &PrepareRequest
 }
 
 fn too_many_files(n: usize, limits: Limits) -> ApiError {
-    ApiError::too_large(format!("update names {n} files; the limit (MAX_FILES_PER_UPDATE) is {}", limits.max_files_per_update))
+    ApiError::too_large(format!(
+        "update names {n} files; the limit (MAX_FILES_PER_UPDATE) is {}",
+        limits.max_files_per_update
+    ))
 }
 
 /// Every record of a runtime with its list metadata (no record is opened).
@@ -107,12 +118,18 @@ pub fn next_created_ms(now_ms: u64, latest_ms: Option<u64>) -> u64 {
 
 /// Makes a published manifest, or a `rollBackToEmbedded` directive, current. Every file the
 /// manifest names is verified first; then [`install`] writes the record and moves the pointer.
-pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, ctx: &Ctx<'_>) -> Result<CommitResponse, ApiError> {
+pub async fn commit<S: ObjectStore>(
+    store: &S,
+    t: &Target,
+    req: CommitRequest,
+    ctx: &Ctx<'_>,
+) -> Result<CommitResponse, ApiError> {
     let channel = validate::channel(req.channel.as_deref().unwrap_or(DEFAULT_CHANNEL))?.to_string();
     if req.message.as_ref().is_some_and(|m| m.chars().count() > 1000 || m.contains('\0')) {
         return Err(ApiError::bad_request("message must be at most 1000 characters"));
     }
-    if req.git_commit.as_ref().is_some_and(|c| c.len() < 7 || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_hexdigit())) {
+    if req.git_commit.as_ref().is_some_and(|c| c.len() < 7 || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         return Err(ApiError::bad_request("gitCommit must be a hex commit hash"));
     }
     if let Some(sig) = &req.signature {
@@ -120,10 +137,12 @@ pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, c
             return Err(ApiError::bad_request("signature must be padded standard base64"));
         }
     }
-    if req.key_id.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128 || !k.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')) {
+    if req.key_id.as_ref().is_some_and(|k| {
+        k.is_empty() || k.len() > 128 || !k.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
+    }) {
         return Err(ApiError::bad_request("keyId must be 1-128 printable characters without quotes"));
     }
-    if req.republished_from.as_ref().is_some_and(|r| !crate::id::is_canonical_uuid(r)) {
+    if req.republished_from.as_ref().is_some_and(|r| !crate::protocol::id::is_canonical_uuid(r)) {
         return Err(ApiError::bad_request("republishedFrom must be an update id"));
     }
     let mut record = UpdateRecord {
@@ -150,13 +169,19 @@ pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, c
             let commit_ms = manifest::validate_rollback_directive(&directive)?;
             // The directive has no id; derive a stable one for its record.
             let seed = hash::sha256(format!("{}{channel}\n{directive}", t.prefix()).as_bytes());
-            record.id = crate::id::uuid_v4(seed[..16].try_into().expect("16 bytes"));
+            record.id = crate::protocol::id::uuid_v4(seed[..16].try_into().expect("16 bytes"));
             record.kind = RecordKind::RollBackToEmbedded;
             record.body = directive;
             commit_ms
         }
         (None, false) => {
-            let (m, files) = manifest::validate_published(&req.manifest, &t.runtime_version, &channel, &ctx.asset_base_url(t), ctx.limits.max_files_per_update)?;
+            let (m, files) = manifest::validate_published(
+                &req.manifest,
+                &t.runtime_version,
+                &channel,
+                &ctx.asset_base_url(t),
+                ctx.limits.max_files_per_update,
+            )?;
             let sizes = verify_files(store, t, &files).await?;
             record.id = m.id.clone();
             record.launch_asset_bytes = sizes.values().filter(|(_, l)| *l).map(|(s, _)| s).sum();
@@ -169,7 +194,10 @@ pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, c
         _ => return Err(ApiError::bad_request("send exactly one of manifest or directive")),
     };
     if created_ms > ctx.now_ms + MAX_CLOCK_SKEW_MS {
-        return Err(ApiError::unprocessable(format!("createdAt {} is in the future; check this machine's clock", time::format_millis(created_ms))));
+        return Err(ApiError::unprocessable(format!(
+            "createdAt {} is in the future; check this machine's clock",
+            time::format_millis(created_ms)
+        )));
     }
     record.created_at = time::format_millis(created_ms);
     install(store, t, record).await
@@ -177,7 +205,11 @@ pub async fn commit<S: ObjectStore>(store: &S, t: &Target, req: CommitRequest, c
 
 /// Every named file must be stored, whole and with the bytes its hash and key promise.
 /// Returns sha256 hex → (size, is launch asset).
-async fn verify_files<S: ObjectStore>(store: &S, t: &Target, files: &[manifest::RequiredFile]) -> Result<BTreeMap<String, (u64, bool)>, ApiError> {
+async fn verify_files<S: ObjectStore>(
+    store: &S,
+    t: &Target,
+    files: &[manifest::RequiredFile],
+) -> Result<BTreeMap<String, (u64, bool)>, ApiError> {
     let mut sizes = BTreeMap::new();
     let mut missing = Vec::new();
     for f in files {
@@ -191,7 +223,11 @@ async fn verify_files<S: ObjectStore>(store: &S, t: &Target, files: &[manifest::
         }
     }
     if !missing.is_empty() {
-        return Err(ApiError::unprocessable(format!("{} file(s) named by the manifest are not uploaded: {}", missing.len(), missing.join(", "))));
+        return Err(ApiError::unprocessable(format!(
+            "{} file(s) named by the manifest are not uploaded: {}",
+            missing.len(),
+            missing.join(", ")
+        )));
     }
     Ok(sizes)
 }
@@ -219,7 +255,12 @@ async fn install<S: ObjectStore>(store: &S, t: &Target, record: UpdateRecord) ->
     let json = record.to_json().into_bytes();
     let custom = record_metadata(&record);
     let record_key = t.record_key(&record.id);
-    let opts = |condition| PutOptions { content_type: Some("application/json".into()), custom: custom.clone(), condition, ..Default::default() };
+    let opts = |condition| PutOptions {
+        content_type: Some("application/json".into()),
+        custom: custom.clone(),
+        condition,
+        ..Default::default()
+    };
     if store.put(&record_key, json.clone(), opts(Condition::IfAbsent)).await?.is_none() {
         return Err(ApiError::conflict(format!("update {} already exists", record.id)));
     }
@@ -262,14 +303,20 @@ fn verify_file(meta: &ObjectMeta, f: &manifest::RequiredFile) -> Result<(), ApiE
 /// Deletes one update. When it is what its channel serves, the previous update of that channel
 /// is republished first (new id and createdAt, so devices switch to it), or a rollBackToEmbedded
 /// directive is installed when none is left. Files no remaining update names go with it.
-pub async fn delete_update<S: ObjectStore>(store: &S, t: &Target, id: &str, ctx: &Ctx<'_>) -> Result<DeleteUpdateResponse, ApiError> {
+pub async fn delete_update<S: ObjectStore>(
+    store: &S,
+    t: &Target,
+    id: &str,
+    ctx: &Ctx<'_>,
+) -> Result<DeleteUpdateResponse, ApiError> {
     let doomed = get_record(store, t, id).await?;
     let serving = current(store, t, &doomed.channel).await?.is_some_and(|c| c.id == doomed.id);
     let mut promoted = None;
     if serving {
         let all = records(store, t).await?;
         let created_ms = next_created_ms(ctx.now_ms, all.iter().map(|r| r.created_ms).max());
-        let previous = all.iter().filter(|r| r.channel == doomed.channel && r.id != doomed.id).max_by_key(|r| r.created_ms);
+        let previous =
+            all.iter().filter(|r| r.channel == doomed.channel && r.id != doomed.id).max_by_key(|r| r.created_ms);
         let mut record = match previous {
             Some(p) => {
                 let prev = get_record(store, t, &p.id).await?;
@@ -291,7 +338,7 @@ pub async fn delete_update<S: ObjectStore>(store: &S, t: &Target, id: &str, ctx:
         record.key_id = None;
         record.message = Some(format!("promoted after deleting {}", doomed.id));
         if record.kind == RecordKind::RollBackToEmbedded {
-            record.id = crate::id::uuid_v4((ctx.random)());
+            record.id = crate::protocol::id::uuid_v4((ctx.random)());
         }
         promoted = Some(install(store, t, record).await?);
     }
@@ -300,7 +347,8 @@ pub async fn delete_update<S: ObjectStore>(store: &S, t: &Target, id: &str, ctx:
     for r in records(store, t).await? {
         still_named.extend(get_record(store, t, &r.id).await?.files);
     }
-    let orphans: Vec<String> = doomed.files.iter().filter(|f| !still_named.contains(*f)).map(|f| t.file_key(f)).collect();
+    let orphans: Vec<String> =
+        doomed.files.iter().filter(|f| !still_named.contains(*f)).map(|f| t.file_key(f)).collect();
     for chunk in orphans.chunks(1000) {
         store.delete(chunk).await?;
     }
@@ -309,10 +357,11 @@ pub async fn delete_update<S: ObjectStore>(store: &S, t: &Target, id: &str, ctx:
 
 /// A stored update as a new record: same files, new id and createdAt, URLs under today's origin.
 fn republished(prev: &UpdateRecord, t: &Target, created_ms: u64, ctx: &Ctx<'_>) -> Result<UpdateRecord, ApiError> {
-    let id = crate::id::uuid_v4((ctx.random)());
+    let id = crate::protocol::id::uuid_v4((ctx.random)());
     let body = match prev.kind {
         RecordKind::Update => {
-            let m: manifest::Manifest = serde_json::from_str(&prev.body).map_err(|e| ApiError::internal(format!("stored manifest unreadable: {e}")))?;
+            let m: manifest::Manifest = serde_json::from_str(&prev.body)
+                .map_err(|e| ApiError::internal(format!("stored manifest unreadable: {e}")))?;
             manifest::republish(&m, id.clone(), created_ms, &prev.channel, &ctx.asset_base_url(t)).render()
         }
         RecordKind::RollBackToEmbedded => manifest::Directive::roll_back_to_embedded(created_ms).render(),
@@ -354,7 +403,9 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
         let mut rvs = Vec::new();
         loop {
             let page = store.list(&pprefix, Some("/"), cursor, None).await?;
-            rvs.extend(page.prefixes.iter().filter_map(|p| p.strip_prefix(&pprefix)?.strip_suffix('/').map(str::to_string)));
+            rvs.extend(
+                page.prefixes.iter().filter_map(|p| p.strip_prefix(&pprefix)?.strip_suffix('/').map(str::to_string)),
+            );
             match page.cursor {
                 Some(c) => cursor = Some(c),
                 None => break,
@@ -362,7 +413,11 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
         }
         for rv in rvs {
             let t = Target { slug: slug.to_string(), platform, runtime_version: rv.clone() };
-            let current: BTreeSet<String> = list_all(store, &t.channels_prefix()).await?.into_iter().filter_map(|o| o.custom.get("updateId").cloned()).collect();
+            let current: BTreeSet<String> = list_all(store, &t.channels_prefix())
+                .await?
+                .into_iter()
+                .filter_map(|o| o.custom.get("updateId").cloned())
+                .collect();
             let mut updates: Vec<UpdateSummary> = list_all(store, &t.records_prefix())
                 .await?
                 .into_iter()
@@ -375,7 +430,11 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
                         id,
                         created_at: c.get("createdAt").cloned().unwrap_or_default(),
                         channel: c.get("channel").cloned().unwrap_or_default(),
-                        kind: if c.get("kind").map(String::as_str) == Some("rollBackToEmbedded") { RecordKind::RollBackToEmbedded } else { RecordKind::Update },
+                        kind: if c.get("kind").map(String::as_str) == Some("rollBackToEmbedded") {
+                            RecordKind::RollBackToEmbedded
+                        } else {
+                            RecordKind::Update
+                        },
                         signed: c.get("signed").map(String::as_str) == Some("true"),
                         git_commit: c.get("gitCommit").cloned(),
                         republished_from: c.get("republishedFrom").cloned(),
@@ -401,7 +460,10 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
 pub async fn delete_runtime<S: ObjectStore>(store: &S, t: &Target) -> Result<DeleteResponse, ApiError> {
     let mut keys: Vec<String> = list_all(store, &t.prefix()).await?.into_iter().map(|o| o.key).collect();
     if keys.is_empty() {
-        return Err(ApiError::not_found(format!("nothing is published for {} {} runtimeVersion {}", t.slug, t.platform, t.runtime_version)));
+        return Err(ApiError::not_found(format!(
+            "nothing is published for {} {} runtimeVersion {}",
+            t.slug, t.platform, t.runtime_version
+        )));
     }
     let channels = t.channels_prefix();
     keys.sort_by_key(|k| !k.starts_with(&channels));
@@ -428,10 +490,16 @@ pub fn upload_headers(header: &dyn Fn(&str) -> Option<String>, limits: &Limits) 
         .parse()
         .map_err(|_| ApiError::bad_request("Content-Length is not a number"))?;
     if len > limits.max_file_bytes {
-        return Err(ApiError::too_large(format!("file is {len} bytes; the limit (MAX_FILE_BYTES) is {}", limits.max_file_bytes)));
+        return Err(ApiError::too_large(format!(
+            "file is {len} bytes; the limit (MAX_FILE_BYTES) is {}",
+            limits.max_file_bytes
+        )));
     }
     let md5 = match header("x-content-md5") {
-        Some(m) => Some(hash::parse_hex::<16>(m.trim()).ok_or_else(|| ApiError::bad_request("x-content-md5 must be 32 lowercase hex digits"))?),
+        Some(m) => Some(
+            hash::parse_hex::<16>(m.trim())
+                .ok_or_else(|| ApiError::bad_request("x-content-md5 must be 32 lowercase hex digits"))?,
+        ),
         None => None,
     };
     let content_type = header("content-type").unwrap_or_else(|| "application/octet-stream".into());
@@ -444,9 +512,9 @@ pub fn upload_headers(header: &dyn Fn(&str) -> Option<String>, limits: &Limits) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::Digests;
-    use crate::manifest::{build, FileEntry, ManifestInput};
-    use crate::store::MemoryStore;
+    use crate::protocol::hash::Digests;
+    use crate::protocol::manifest::{build, FileEntry, ManifestInput};
+    use crate::storage::store::MemoryStore;
     use crate::validate::Platform;
 
     fn target() -> Target {
@@ -463,12 +531,12 @@ mod tests {
         let t = target();
         let entry = |(b, e): &(&[u8], &str)| FileEntry { digests: Digests::of(b), ext: e.to_string() };
         build(ManifestInput {
-            id: crate::id::uuid_v4([created_ms as u8; 16]),
+            id: crate::protocol::id::uuid_v4([created_ms as u8; 16]),
             created_at_ms: created_ms,
             runtime_version: "1.0.3",
             launch_asset: entry(&files[0]),
             assets: files[1..].iter().map(entry).collect(),
-            metadata: crate::manifest::channel_metadata("production"),
+            metadata: crate::protocol::manifest::channel_metadata("production"),
             expo_client: None,
             asset_base_url: &ctx(0).asset_base_url(&t),
         })
@@ -486,12 +554,20 @@ mod tests {
     #[test]
     fn upload_preconditions() {
         let l = Limits { max_file_bytes: 10, ..Limits::default() };
-        let h = |pairs: &'static [(&'static str, &'static str)]| move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string());
+        let h = |pairs: &'static [(&'static str, &'static str)]| {
+            move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+        };
         assert_eq!(upload_headers(&h(&[]), &l).unwrap_err().status, 411);
         assert_eq!(upload_headers(&h(&[("content-length", "11")]), &l).unwrap_err().status, 413);
         assert_eq!(upload_headers(&h(&[("content-length", "x")]), &l).unwrap_err().status, 400);
-        assert_eq!(upload_headers(&h(&[("content-length", "1"), ("x-content-md5", "zz")]), &l).unwrap_err().status, 400);
-        assert_eq!(upload_headers(&h(&[("content-length", "1"), ("content-type", "a\u{7f}b")]), &l).unwrap_err().status, 400);
+        assert_eq!(
+            upload_headers(&h(&[("content-length", "1"), ("x-content-md5", "zz")]), &l).unwrap_err().status,
+            400
+        );
+        assert_eq!(
+            upload_headers(&h(&[("content-length", "1"), ("content-type", "a\u{7f}b")]), &l).unwrap_err().status,
+            400
+        );
         let ok = upload_headers(&h(&[("content-length", "10"), ("content-type", "image/png")]), &l).unwrap();
         assert_eq!((ok.len, ok.content_type.as_str(), ok.md5), (10, "image/png", None));
     }
@@ -520,7 +596,14 @@ mod tests {
             // Far-future createdAt would block later publishes.
             let future = manifest(&files, 1_000 + MAX_CLOCK_SKEW_MS + 10);
             assert_eq!(commit(&s, &t, req(&future), &ctx(1_000)).await.unwrap_err().status, 422);
-            let p = prepare(&s, &t, &PrepareRequest { files: vec![Digests::of(b"bundle").sha256_hex(), Digests::of(b"new").sha256_hex()] }, &ctx(1)).await.unwrap();
+            let p = prepare(
+                &s,
+                &t,
+                &PrepareRequest { files: vec![Digests::of(b"bundle").sha256_hex(), Digests::of(b"new").sha256_hex()] },
+                &ctx(1),
+            )
+            .await
+            .unwrap();
             assert_eq!(p.missing, vec![Digests::of(b"new").sha256_hex()]);
             assert_eq!(p.latest_created_at.as_deref(), Some("1970-01-01T00:00:01.000Z"));
         });
@@ -547,7 +630,7 @@ mod tests {
             assert_eq!(p.created_at, "1970-01-01T00:00:03.000Z");
             let now = current(&s, &t, "production").await.unwrap().unwrap();
             assert_eq!((now.id.as_str(), now.republished_from.as_deref()), (p.id.as_str(), Some(c1.id.as_str())));
-            let m: crate::manifest::Manifest = serde_json::from_str(&now.body).unwrap();
+            let m: crate::protocol::manifest::Manifest = serde_json::from_str(&now.body).unwrap();
             assert_eq!((m.id.as_str(), m.created_at.as_str()), (p.id.as_str(), "1970-01-01T00:00:03.000Z"));
             // bundle2 is named by nothing left; the shared asset stays.
             assert_eq!(d.deleted_files, 1);
@@ -563,7 +646,10 @@ mod tests {
             let d = delete_update(&s, &t, &p.id, &ctx(5_000)).await.unwrap();
             assert_eq!(d.promoted.unwrap().kind, RecordKind::RollBackToEmbedded);
             let now = current(&s, &t, "production").await.unwrap().unwrap();
-            assert_eq!(now.body, r#"{"type":"rollBackToEmbedded","parameters":{"commitTime":"1970-01-01T00:00:05.000Z"}}"#);
+            assert_eq!(
+                now.body,
+                r#"{"type":"rollBackToEmbedded","parameters":{"commitTime":"1970-01-01T00:00:05.000Z"}}"#
+            );
             assert_eq!(d.deleted_files, 2);
             assert_eq!(delete_update(&s, &t, &c1.id, &ctx(6_000)).await.unwrap_err().status, 404);
         });
@@ -574,8 +660,15 @@ mod tests {
         pollster::block_on(async {
             let s = MemoryStore::new();
             let t = target();
-            let d = crate::manifest::Directive::roll_back_to_embedded(1_000).render();
-            let c = commit(&s, &t, CommitRequest { directive: Some(d.clone()), channel: Some("staging".into()), ..Default::default() }, &ctx(1_000)).await.unwrap();
+            let d = crate::protocol::manifest::Directive::roll_back_to_embedded(1_000).render();
+            let c = commit(
+                &s,
+                &t,
+                CommitRequest { directive: Some(d.clone()), channel: Some("staging".into()), ..Default::default() },
+                &ctx(1_000),
+            )
+            .await
+            .unwrap();
             assert_eq!(c.kind, RecordKind::RollBackToEmbedded);
             assert_eq!(current(&s, &t, "staging").await.unwrap().unwrap().body, d);
             assert!(current(&s, &t, "production").await.unwrap().is_none());

@@ -2,9 +2,9 @@
 //! signature over them stays valid. Field order is fixed by these structs; there are no `null`s.
 
 use crate::error::ApiError;
-use crate::export::content_type_for_ext;
-use crate::hash::{self, Digests};
-use crate::{id, time, validate};
+use crate::protocol::export::content_type_for_ext;
+use crate::protocol::hash::{self, Digests};
+use crate::{protocol::id, protocol::time, validate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -144,7 +144,13 @@ pub struct RequiredFile {
 /// Checks a manifest body the publisher rendered (and perhaps signed) before the server stores
 /// it: it must be exactly what [`Manifest::render`] produces for its own content, name only this
 /// runtime's files under this server's asset URLs, and satisfy every client rule (§4, §9).
-pub fn validate_published(body: &str, runtime_version: &str, channel: &str, asset_base_url: &str, max_files: usize) -> Result<(Manifest, Vec<RequiredFile>), ApiError> {
+pub fn validate_published(
+    body: &str,
+    runtime_version: &str,
+    channel: &str,
+    asset_base_url: &str,
+    max_files: usize,
+) -> Result<(Manifest, Vec<RequiredFile>), ApiError> {
     let bad = |m: String| ApiError::unprocessable(format!("manifest rejected: {m}"));
     if body.len() > MAX_MANIFEST_BYTES {
         return Err(ApiError::too_large(format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes")));
@@ -160,10 +166,16 @@ pub fn validate_published(body: &str, runtime_version: &str, channel: &str, asse
         return Err(bad("createdAt must be YYYY-MM-DDTHH:mm:ss.sssZ".into()));
     }
     if m.runtime_version != runtime_version {
-        return Err(bad(format!("runtimeVersion {:?} does not match the route's {runtime_version:?}", validate::truncate(&m.runtime_version))));
+        return Err(bad(format!(
+            "runtimeVersion {:?} does not match the route's {runtime_version:?}",
+            validate::truncate(&m.runtime_version)
+        )));
     }
     if m.assets.len() + 1 > max_files {
-        return Err(ApiError::too_large(format!("update names {} files; the limit (MAX_FILES_PER_UPDATE) is {max_files}", m.assets.len() + 1)));
+        return Err(ApiError::too_large(format!(
+            "update names {} files; the limit (MAX_FILES_PER_UPDATE) is {max_files}",
+            m.assets.len() + 1
+        )));
     }
     if m.metadata.get("channel").map(String::as_str) != Some(channel) {
         return Err(bad(format!("metadata.channel must be {channel:?}, the channel it is published to")));
@@ -179,7 +191,8 @@ pub fn validate_published(body: &str, runtime_version: &str, channel: &str, asse
     let mut keys = BTreeSet::new();
     for (i, a) in std::iter::once(&m.launch_asset).chain(&m.assets).enumerate() {
         let what = if i == 0 { "launchAsset".to_string() } else { format!("assets[{}]", i - 1) };
-        let sha = hash::parse_sha256_base64url(&a.hash).ok_or_else(|| bad(format!("{what}.hash is not unpadded base64url SHA-256")))?;
+        let sha = hash::parse_sha256_base64url(&a.hash)
+            .ok_or_else(|| bad(format!("{what}.hash is not unpadded base64url SHA-256")))?;
         if hash::parse_hex::<16>(&a.key).is_none() {
             return Err(bad(format!("{what}.key must be the file's MD5 hex")));
         }
@@ -226,7 +239,9 @@ impl Directive {
         serde_json::to_string(self).expect("directive serializes")
     }
     pub fn roll_back_to_embedded(commit_time_ms: u64) -> Self {
-        Directive::RollBackToEmbedded { parameters: RollBackParameters { commit_time: time::format_millis(commit_time_ms) } }
+        Directive::RollBackToEmbedded {
+            parameters: RollBackParameters { commit_time: time::format_millis(commit_time_ms) },
+        }
     }
 }
 
@@ -239,7 +254,8 @@ pub fn validate_rollback_directive(body: &str) -> Result<u64, ApiError> {
     match serde_json::from_str::<Directive>(body) {
         Ok(d @ Directive::RollBackToEmbedded { .. }) if d.render() == body => {
             let Directive::RollBackToEmbedded { parameters } = d else { unreachable!() };
-            time::parse_millis(&parameters.commit_time).ok_or_else(|| bad("commitTime must be YYYY-MM-DDTHH:mm:ss.sssZ"))
+            time::parse_millis(&parameters.commit_time)
+                .ok_or_else(|| bad("commitTime must be YYYY-MM-DDTHH:mm:ss.sssZ"))
         }
         Ok(Directive::RollBackToEmbedded { .. }) => Err(bad("body is not in canonical form")),
         Ok(_) => Err(bad("only rollBackToEmbedded can be published")),
@@ -263,7 +279,12 @@ mod tests {
             created_at_ms: 1_714_566_896_789,
             runtime_version: "1.0.3",
             launch_asset: entry(b"bundle bytes", "hbc"),
-            assets: vec![entry(b"png1", "png"), entry(b"font", "ttf"), entry(b"png1", "png"), entry(b"bundle bytes", "png")],
+            assets: vec![
+                entry(b"png1", "png"),
+                entry(b"font", "ttf"),
+                entry(b"png1", "png"),
+                entry(b"bundle bytes", "png"),
+            ],
             metadata: channel_metadata("production"),
             expo_client: Some(serde_json::from_str(r#"{"slug":"demo-app","version":"1.0.3"}"#).unwrap()),
             asset_base_url: BASE,
@@ -334,11 +355,17 @@ mod tests {
         }
         assert_eq!(validate_published(&good, "2.0.0", "production", BASE, 100).unwrap_err().status, 422);
         assert_eq!(validate_published(&good, "1.0.3", "production", BASE, 2).unwrap_err().status, 413);
-        assert!(validate_published(&good, "1.0.3", "staging", BASE, 100).unwrap_err().message.contains("metadata.channel"));
+        assert!(validate_published(&good, "1.0.3", "staging", BASE, 100)
+            .unwrap_err()
+            .message
+            .contains("metadata.channel"));
         let mut m = sample();
         m.metadata.insert("Branch".into(), "a".into());
         m.metadata.insert("branch".into(), "b".into());
-        assert!(validate_published(&m.render(), "1.0.3", "production", BASE, 100).unwrap_err().message.contains("case"));
+        assert!(validate_published(&m.render(), "1.0.3", "production", BASE, 100)
+            .unwrap_err()
+            .message
+            .contains("case"));
     }
 
     #[test]
@@ -369,8 +396,13 @@ mod tests {
     #[test]
     fn directives() {
         assert_eq!(Directive::NoUpdateAvailable.render(), r#"{"type":"noUpdateAvailable"}"#);
-        let rb = Directive::RollBackToEmbedded { parameters: RollBackParameters { commit_time: "2024-05-01T12:34:56.789Z".into() } };
-        assert_eq!(rb.render(), r#"{"type":"rollBackToEmbedded","parameters":{"commitTime":"2024-05-01T12:34:56.789Z"}}"#);
+        let rb = Directive::RollBackToEmbedded {
+            parameters: RollBackParameters { commit_time: "2024-05-01T12:34:56.789Z".into() },
+        };
+        assert_eq!(
+            rb.render(),
+            r#"{"type":"rollBackToEmbedded","parameters":{"commitTime":"2024-05-01T12:34:56.789Z"}}"#
+        );
         assert_eq!(serde_json::from_str::<Directive>(&rb.render()).unwrap(), rb);
     }
 }

@@ -2,7 +2,7 @@
 //! PKCS#1 key (`BEGIN RSA PRIVATE KEY`, what `expo-updates codesigning:generate` writes) is
 //! wrapped into a PKCS#8 `PrivateKeyInfo` here, in plain Rust.
 
-use crate::hash;
+use crate::protocol::hash;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PemError {
@@ -16,15 +16,20 @@ impl std::fmt::Display for PemError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PemError::NoKey => f.write_str("no PEM private key found"),
-            PemError::Encrypted => f.write_str("encrypted private keys are not supported; export it without a passphrase"),
-            PemError::Unsupported(label) => write!(f, "unsupported PEM block {label:?}; expected RSA PRIVATE KEY or PRIVATE KEY"),
+            PemError::Encrypted => {
+                f.write_str("encrypted private keys are not supported; export it without a passphrase")
+            }
+            PemError::Unsupported(label) => {
+                write!(f, "unsupported PEM block {label:?}; expected RSA PRIVATE KEY or PRIVATE KEY")
+            }
             PemError::Malformed(why) => write!(f, "malformed private key: {why}"),
         }
     }
 }
 
 /// rsaEncryption OID 1.2.840.113549.1.1.1 with NULL parameters, DER.
-const RSA_ALGORITHM_ID: [u8; 15] = [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
+const RSA_ALGORITHM_ID: [u8; 15] =
+    [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
 
 /// Returns the key as PKCS#8 DER, whichever of the two PEM forms it came in.
 pub fn private_key_pkcs8_der(pem: &str) -> Result<Vec<u8>, PemError> {
@@ -122,7 +127,7 @@ fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const PKCS1: &str = include_str!("../tests/fixtures/codesigning/keys/private-key.pem");
+    const PKCS1: &str = include_str!("../../tests/fixtures/codesigning/keys/private-key.pem");
 
     #[test]
     fn pkcs1_is_wrapped_into_pkcs8() {
@@ -139,16 +144,31 @@ mod tests {
     #[test]
     fn rejects_what_it_cannot_use() {
         assert_eq!(private_key_pkcs8_der("hello"), Err(PemError::NoKey));
-        assert_eq!(private_key_pkcs8_der("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----"), Err(PemError::Encrypted));
         assert_eq!(
-            private_key_pkcs8_der("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END RSA PRIVATE KEY-----"),
+            private_key_pkcs8_der("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----"),
             Err(PemError::Encrypted)
         );
-        assert!(matches!(private_key_pkcs8_der("-----BEGIN RSA PRIVATE KEY-----\n!!!!\n-----END RSA PRIVATE KEY-----"), Err(PemError::Malformed(_))));
-        assert!(matches!(private_key_pkcs8_der("-----BEGIN RSA PRIVATE KEY-----\nMAA=\n"), Err(PemError::Malformed(_))));
-        let truncated: String = PKCS1.lines().take(5).chain(["-----END RSA PRIVATE KEY-----"]).collect::<Vec<_>>().join("\n");
+        assert_eq!(
+            private_key_pkcs8_der(
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END RSA PRIVATE KEY-----"
+            ),
+            Err(PemError::Encrypted)
+        );
+        assert!(matches!(
+            private_key_pkcs8_der("-----BEGIN RSA PRIVATE KEY-----\n!!!!\n-----END RSA PRIVATE KEY-----"),
+            Err(PemError::Malformed(_))
+        ));
+        assert!(matches!(
+            private_key_pkcs8_der("-----BEGIN RSA PRIVATE KEY-----\nMAA=\n"),
+            Err(PemError::Malformed(_))
+        ));
+        let truncated: String =
+            PKCS1.lines().take(5).chain(["-----END RSA PRIVATE KEY-----"]).collect::<Vec<_>>().join("\n");
         assert!(private_key_pkcs8_der(&truncated).is_err());
         // A public key is not a private key.
-        assert_eq!(private_key_pkcs8_der(include_str!("../tests/fixtures/codesigning/keys/public-key.pem")), Err(PemError::NoKey));
+        assert_eq!(
+            private_key_pkcs8_der(include_str!("../../tests/fixtures/codesigning/keys/public-key.pem")),
+            Err(PemError::NoKey)
+        );
     }
 }

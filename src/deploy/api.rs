@@ -60,7 +60,7 @@ pub struct CommitRequest {
 pub struct CommitResponse {
     pub id: String,
     pub created_at: String,
-    pub kind: crate::record::RecordKind,
+    pub kind: crate::storage::record::RecordKind,
     pub slug: String,
     pub platform: String,
     pub runtime_version: String,
@@ -101,7 +101,7 @@ pub struct UpdateSummary {
     pub id: String,
     pub created_at: String,
     pub channel: String,
-    pub kind: crate::record::RecordKind,
+    pub kind: crate::storage::record::RecordKind,
     /// True when this update is what its channel serves now.
     pub current: bool,
     pub signed: bool,

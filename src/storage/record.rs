@@ -59,6 +59,7 @@ impl UpdateRecord {
         serde_json::to_string(self).expect("record serializes")
     }
     pub fn from_json(bytes: &[u8]) -> Result<Self, crate::error::ApiError> {
-        serde_json::from_slice(bytes).map_err(|e| crate::error::ApiError::internal(format!("corrupt update record: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| crate::error::ApiError::internal(format!("corrupt update record: {e}")))
     }
 }

@@ -1,13 +1,13 @@
 //! Scoped publish tokens in R2 under `_system/tokens/` (no slug can start with `_`). Only the
 //! SHA-256 of a token is stored; the secret is shown once, at creation.
 
-pub use crate::auth::TokenInfo;
-use crate::auth::{Scope, TokenRecord};
+pub use crate::access::auth::TokenInfo;
+use crate::access::auth::{Scope, TokenRecord};
+use crate::deploy::service::Ctx;
 use crate::error::ApiError;
-use crate::hash;
-use crate::service::Ctx;
-use crate::store::{list_all, Condition, ObjectStore, PutOptions};
-use crate::{time, validate};
+use crate::protocol::hash;
+use crate::storage::store::{list_all, Condition, ObjectStore, PutOptions};
+use crate::{protocol::time, validate};
 use serde::{Deserialize, Serialize};
 
 pub const PREFIX: &str = "_system/tokens/";
@@ -46,7 +46,11 @@ pub struct TokenList {
     pub tokens: Vec<TokenInfo>,
 }
 
-pub async fn create<S: ObjectStore>(store: &S, req: CreateTokenRequest, ctx: &Ctx<'_>) -> Result<CreateTokenResponse, ApiError> {
+pub async fn create<S: ObjectStore>(
+    store: &S,
+    req: CreateTokenRequest,
+    ctx: &Ctx<'_>,
+) -> Result<CreateTokenResponse, ApiError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("name must be 1-64 printable characters"));
@@ -64,7 +68,11 @@ pub async fn create<S: ObjectStore>(store: &S, req: CreateTokenRequest, ctx: &Ct
         _ => {}
     }
     if apps.len() > ctx.limits.max_apps_per_token {
-        return Err(ApiError::unprocessable(format!("token names {} apps; the limit (MAX_APPS_PER_TOKEN) is {}", apps.len(), ctx.limits.max_apps_per_token)));
+        return Err(ApiError::unprocessable(format!(
+            "token names {} apps; the limit (MAX_APPS_PER_TOKEN) is {}",
+            apps.len(),
+            ctx.limits.max_apps_per_token
+        )));
     }
     let mut scopes = req.scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>()?;
     scopes.sort();
@@ -72,10 +80,15 @@ pub async fn create<S: ObjectStore>(store: &S, req: CreateTokenRequest, ctx: &Ct
     if scopes.is_empty() {
         return Err(ApiError::bad_request("name at least one scope: publish, rollback, delete, read"));
     }
-    let expires_at = req.expires_in.as_deref().map(crate::auth::parse_duration).transpose()?.map(|d| time::format_millis(ctx.now_ms + d));
+    let expires_at = req
+        .expires_in
+        .as_deref()
+        .map(crate::access::auth::parse_duration)
+        .transpose()?
+        .map(|d| time::format_millis(ctx.now_ms + d));
     let id = hash::hex(&(ctx.random)()[..8]);
     let secret = format!("{}{}", hash::hex(&(ctx.random)()), hash::hex(&(ctx.random)()));
-    let token = format!("{}{id}_{secret}", crate::auth::TOKEN_PREFIX);
+    let token = format!("{}{id}_{secret}", crate::access::auth::TOKEN_PREFIX);
     let record = TokenRecord {
         hash: hash::hex(&hash::sha256(token.as_bytes())),
         info: TokenInfo {
@@ -91,7 +104,8 @@ pub async fn create<S: ObjectStore>(store: &S, req: CreateTokenRequest, ctx: &Ct
         },
     };
     let body = serde_json::to_vec(&record).expect("serializes");
-    if store.put(&key(&id), body, PutOptions { condition: Condition::IfAbsent, ..Default::default() }).await?.is_none() {
+    if store.put(&key(&id), body, PutOptions { condition: Condition::IfAbsent, ..Default::default() }).await?.is_none()
+    {
         return Err(ApiError::conflict("token id collision; try again"));
     }
     Ok(CreateTokenResponse { token, info: record.info.clone() })
@@ -102,7 +116,8 @@ pub async fn lookup<S: ObjectStore>(store: &S, id: &str) -> Result<Option<(Token
     match store.get(&key(id)).await? {
         None => Ok(None),
         Some((meta, bytes)) => {
-            let r: TokenRecord = serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(format!("corrupt token record: {e}")))?;
+            let r: TokenRecord =
+                serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(format!("corrupt token record: {e}")))?;
             Ok(Some((r, meta.etag)))
         }
     }
@@ -136,23 +151,37 @@ pub async fn revoke<S: ObjectStore>(store: &S, id: &str, now_ms: u64) -> Result<
 
 /// Records use at most once per [`TOUCH_EVERY_MS`]; losing a race is fine.
 pub async fn touch<S: ObjectStore>(store: &S, mut r: TokenRecord, etag: String, now_ms: u64) -> Result<(), ApiError> {
-    if r.last_used_at.as_deref().and_then(time::parse_millis).is_some_and(|last| now_ms.saturating_sub(last) < TOUCH_EVERY_MS) {
+    if r.last_used_at
+        .as_deref()
+        .and_then(time::parse_millis)
+        .is_some_and(|last| now_ms.saturating_sub(last) < TOUCH_EVERY_MS)
+    {
         return Ok(());
     }
     r.last_used_at = Some(time::format_millis(now_ms));
     write(store, &r, etag).await.map(|_| ())
 }
 
-async fn write<S: ObjectStore>(store: &S, r: &TokenRecord, etag: String) -> Result<Option<crate::store::ObjectMeta>, ApiError> {
-    store.put(&key(&r.id), serde_json::to_vec(r).expect("serializes"), PutOptions { condition: Condition::IfEtag(etag), ..Default::default() }).await
+async fn write<S: ObjectStore>(
+    store: &S,
+    r: &TokenRecord,
+    etag: String,
+) -> Result<Option<crate::storage::store::ObjectMeta>, ApiError> {
+    store
+        .put(
+            &key(&r.id),
+            serde_json::to_vec(r).expect("serializes"),
+            PutOptions { condition: Condition::IfEtag(etag), ..Default::default() },
+        )
+        .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{authorize, token_id, verify_token, Action, Principal};
+    use crate::access::auth::{authorize, token_id, verify_token, Action, Principal};
     use crate::config::Limits;
-    use crate::store::MemoryStore;
+    use crate::storage::store::MemoryStore;
 
     fn rand16() -> [u8; 16] {
         static N: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
@@ -160,10 +189,21 @@ mod tests {
         std::array::from_fn(|i| n.wrapping_mul(31).wrapping_add(i as u8))
     }
     fn ctx(now_ms: u64) -> Ctx<'static> {
-        Ctx { origin: "https://x", now_ms, limits: Limits { max_apps_per_token: 2, ..Limits::default() }, random: &rand16 }
+        Ctx {
+            origin: "https://x",
+            now_ms,
+            limits: Limits { max_apps_per_token: 2, ..Limits::default() },
+            random: &rand16,
+        }
     }
     fn req(apps: &[&str], scopes: &[&str]) -> CreateTokenRequest {
-        CreateTokenRequest { name: "ci-demo".into(), apps: apps.iter().map(|s| s.to_string()).collect(), scopes: scopes.iter().map(|s| s.to_string()).collect(), expires_in: Some("1d".into()), ..Default::default() }
+        CreateTokenRequest {
+            name: "ci-demo".into(),
+            apps: apps.iter().map(|s| s.to_string()).collect(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            expires_in: Some("1d".into()),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! from 403 (not allowed); secrets never appear in errors or logs.
 
 use crate::error::ApiError;
-use crate::hash;
-use crate::{time, validate};
+use crate::protocol::hash;
+use crate::{protocol::time, validate};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -23,7 +23,10 @@ impl Scope {
             "rollback" => Ok(Scope::Rollback),
             "delete" => Ok(Scope::Delete),
             "read" => Ok(Scope::Read),
-            other => Err(ApiError::bad_request(format!("unknown scope {:?}: use publish, rollback, delete or read", validate::truncate(other)))),
+            other => Err(ApiError::bad_request(format!(
+                "unknown scope {:?}: use publish, rollback, delete or read",
+                validate::truncate(other)
+            ))),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -125,7 +128,9 @@ pub const TOKEN_PREFIX: &str = "ota_";
 pub fn token_id(token: &str) -> Option<&str> {
     let rest = token.strip_prefix(TOKEN_PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
-    let ok = id.len() == 16 && secret.len() == 64 && id.bytes().chain(secret.bytes()).all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    let ok = id.len() == 16
+        && secret.len() == 64
+        && id.bytes().chain(secret.bytes()).all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
     ok.then_some(id)
 }
 
@@ -192,7 +197,9 @@ pub fn authorize(who: &Principal, action: Action, slug: Option<&str>) -> Result<
         return Err(ApiError::new(403, format!("token {} lacks the {:?} scope", t.id, scope.as_str())));
     }
     match slug {
-        Some(s) if !t.all_apps && !t.apps.iter().any(|a| a == s) => Err(ApiError::new(403, format!("token {} is not valid for app {:?}", t.id, validate::truncate(s)))),
+        Some(s) if !t.all_apps && !t.apps.iter().any(|a| a == s) => {
+            Err(ApiError::new(403, format!("token {} is not valid for app {:?}", t.id, validate::truncate(s))))
+        }
         None if !t.all_apps => Err(ApiError::new(403, format!("token {} is limited to its apps; name one", t.id))),
         _ => Ok(()),
     }

@@ -2,7 +2,7 @@
 //! adapter only `match`es on it.
 
 use crate::error::ApiError;
-use crate::layout::Target;
+use crate::storage::layout::Target;
 use crate::validate::{self, Platform};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,30 +11,54 @@ pub enum Route {
     /// `GET /api/manifest?slug=…` — what app.json `updates.url` points at.
     Manifest,
     /// `GET|HEAD /api/assets/:slug/:platform/:runtimeVersion/:sha256.:ext`
-    Asset { target: Target, sha256: String, ext: Option<String>, head: bool },
+    Asset {
+        target: Target,
+        sha256: String,
+        ext: Option<String>,
+        head: bool,
+    },
     /// `POST /api/publish/:slug` — single-request publish (multipart/form-data).
-    PublishForm { slug: String },
+    PublishForm {
+        slug: String,
+    },
     /// `POST /api/publish/:slug/:platform/:runtimeVersion/prepare` — which files are missing.
-    PublishPrepare { target: Target },
+    PublishPrepare {
+        target: Target,
+    },
     /// `PUT /api/files/:slug/:platform/:runtimeVersion/:sha256` — one raw file.
-    UploadFile { target: Target, sha256: String },
+    UploadFile {
+        target: Target,
+        sha256: String,
+    },
     /// `POST /api/publish/:slug/:platform/:runtimeVersion/commit` — make an update current.
-    PublishCommit { target: Target },
+    PublishCommit {
+        target: Target,
+    },
     /// `GET /api/updates?slug=…`
     ListUpdates,
     /// `DELETE /api/updates/:slug/:platform/:runtimeVersion`
-    DeleteRuntime { target: Target },
+    DeleteRuntime {
+        target: Target,
+    },
     /// `GET /api/updates/:slug/:platform/:runtimeVersion/:id` — one record, body included.
-    GetUpdate { target: Target, id: String },
+    GetUpdate {
+        target: Target,
+        id: String,
+    },
     /// `DELETE /api/updates/:slug/:platform/:runtimeVersion/:id` — delete one update (the
     /// previous one is promoted when it was current).
-    DeleteUpdate { target: Target, id: String },
+    DeleteUpdate {
+        target: Target,
+        id: String,
+    },
     /// `POST /api/tokens` (ADMIN_TOKEN) — mint a scoped token.
     CreateToken,
     /// `GET /api/tokens` (ADMIN_TOKEN)
     ListTokens,
     /// `DELETE /api/tokens/:id` (ADMIN_TOKEN)
-    RevokeToken { id: String },
+    RevokeToken {
+        id: String,
+    },
     /// `GET /api/audit?slug=&since=&limit=`
     Audit,
 }
@@ -47,11 +71,7 @@ impl Route {
 }
 
 pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
-    let segs: Vec<String> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect::<Result<_, _>>()?;
+    let segs: Vec<String> = path.trim_start_matches('/').split('/').map(percent_decode).collect::<Result<_, _>>()?;
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let allow = |allowed: &'static str| -> Result<(), ApiError> {
         if allowed.split(", ").any(|m| m == method) {
@@ -68,7 +88,7 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
         })
     };
     let sha = |s: &str| -> Result<String, ApiError> {
-        crate::hash::parse_hex::<32>(s)
+        crate::protocol::hash::parse_hex::<32>(s)
             .map(|_| s.to_string())
             .ok_or_else(|| ApiError::bad_request("file id must be a lowercase SHA-256 hex digest"))
     };
@@ -78,7 +98,9 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
         ["api", "assets", slug, platform, rv, file] => {
             allow("GET, HEAD")?;
             let (hash, ext) = match file.split_once('.') {
-                Some((h, e)) if !e.is_empty() && e.len() <= 16 && e.bytes().all(|c| c.is_ascii_alphanumeric()) => (h, Some(e.to_string())),
+                Some((h, e)) if !e.is_empty() && e.len() <= 16 && e.bytes().all(|c| c.is_ascii_alphanumeric()) => {
+                    (h, Some(e.to_string()))
+                }
                 Some(_) => return Err(ApiError::bad_request("invalid asset file extension")),
                 None => (*file, None),
             };
@@ -108,7 +130,8 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
         ["api", "updates", slug, platform, rv, id] => {
             allow("GET, DELETE")?;
             let target = target(slug, platform, rv)?;
-            let id = crate::id::normalize_uuid(id).ok_or_else(|| ApiError::bad_request("update id must be a UUID"))?;
+            let id = crate::protocol::id::normalize_uuid(id)
+                .ok_or_else(|| ApiError::bad_request("update id must be a UUID"))?;
             Ok(if method == "GET" { Route::GetUpdate { target, id } } else { Route::DeleteUpdate { target, id } })
         }
         ["api", "tokens"] => {
@@ -132,7 +155,10 @@ fn percent_decode(seg: &str) -> Result<String, ApiError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hexv = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hexv = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             let v = hexv.ok_or_else(|| ApiError::bad_request("malformed percent-encoding in path"))?;
             if v == b'/' || v == b'\\' || v == 0 {
                 return Err(ApiError::bad_request("encoded '/', '\\' or NUL in path"));
@@ -170,29 +196,55 @@ mod tests {
         assert_eq!(parse("GET", "/api/manifest").unwrap(), Route::Manifest);
         assert_eq!(
             parse("HEAD", &format!("/api/assets/demo-app/ios/1.0.3/{SHA}.png")).unwrap(),
-            Route::Asset { target: t("demo-app", Platform::Ios, "1.0.3"), sha256: SHA.into(), ext: Some("png".into()), head: true }
+            Route::Asset {
+                target: t("demo-app", Platform::Ios, "1.0.3"),
+                sha256: SHA.into(),
+                ext: Some("png".into()),
+                head: true
+            }
         );
         assert_eq!(
             parse("GET", &format!("/api/assets/demo-app/ios/1.0.3/{SHA}")).unwrap(),
             Route::Asset { target: t("demo-app", Platform::Ios, "1.0.3"), sha256: SHA.into(), ext: None, head: false }
         );
         assert_eq!(parse("POST", "/api/publish/demo-app").unwrap(), Route::PublishForm { slug: "demo-app".into() });
-        assert_eq!(parse("POST", "/api/publish/demo-app/android/2.0.0/prepare").unwrap(), Route::PublishPrepare { target: t("demo-app", Platform::Android, "2.0.0") });
-        assert_eq!(parse("POST", "/api/publish/demo-app/android/2.0.0/commit").unwrap(), Route::PublishCommit { target: t("demo-app", Platform::Android, "2.0.0") });
+        assert_eq!(
+            parse("POST", "/api/publish/demo-app/android/2.0.0/prepare").unwrap(),
+            Route::PublishPrepare { target: t("demo-app", Platform::Android, "2.0.0") }
+        );
+        assert_eq!(
+            parse("POST", "/api/publish/demo-app/android/2.0.0/commit").unwrap(),
+            Route::PublishCommit { target: t("demo-app", Platform::Android, "2.0.0") }
+        );
         assert_eq!(
             parse("PUT", &format!("/api/files/demo-app/ios/1.0.0%2Bb%281%29/{SHA}")).unwrap(),
             Route::UploadFile { target: t("demo-app", Platform::Ios, "1.0.0+b(1)"), sha256: SHA.into() }
         );
         assert_eq!(parse("GET", "/api/updates").unwrap(), Route::ListUpdates);
-        assert_eq!(parse("DELETE", "/api/updates/demo-app/ios/1.0.3").unwrap(), Route::DeleteRuntime { target: t("demo-app", Platform::Ios, "1.0.3") });
+        assert_eq!(
+            parse("DELETE", "/api/updates/demo-app/ios/1.0.3").unwrap(),
+            Route::DeleteRuntime { target: t("demo-app", Platform::Ios, "1.0.3") }
+        );
         let id = "0f8d2a8e-0000-4000-8000-000000000001";
-        assert_eq!(parse("GET", &format!("/api/updates/demo-app/ios/1.0.3/{id}")).unwrap(), Route::GetUpdate { target: t("demo-app", Platform::Ios, "1.0.3"), id: id.into() });
-        assert_eq!(parse("DELETE", &format!("/api/updates/demo-app/ios/1.0.3/{}", id.to_uppercase())).unwrap(), Route::DeleteUpdate { target: t("demo-app", Platform::Ios, "1.0.3"), id: id.into() });
+        assert_eq!(
+            parse("GET", &format!("/api/updates/demo-app/ios/1.0.3/{id}")).unwrap(),
+            Route::GetUpdate { target: t("demo-app", Platform::Ios, "1.0.3"), id: id.into() }
+        );
+        assert_eq!(
+            parse("DELETE", &format!("/api/updates/demo-app/ios/1.0.3/{}", id.to_uppercase())).unwrap(),
+            Route::DeleteUpdate { target: t("demo-app", Platform::Ios, "1.0.3"), id: id.into() }
+        );
         assert_eq!(parse("DELETE", "/api/updates/demo-app/ios/1.0.3/nope").unwrap_err().status, 400);
-        assert_eq!(parse("PUT", &format!("/api/updates/demo-app/ios/1.0.3/{id}")).unwrap_err().allow, Some("GET, DELETE"));
+        assert_eq!(
+            parse("PUT", &format!("/api/updates/demo-app/ios/1.0.3/{id}")).unwrap_err().allow,
+            Some("GET, DELETE")
+        );
         assert_eq!(parse("POST", "/api/tokens").unwrap(), Route::CreateToken);
         assert_eq!(parse("GET", "/api/tokens").unwrap(), Route::ListTokens);
-        assert_eq!(parse("DELETE", "/api/tokens/0123456789abcdef").unwrap(), Route::RevokeToken { id: "0123456789abcdef".into() });
+        assert_eq!(
+            parse("DELETE", "/api/tokens/0123456789abcdef").unwrap(),
+            Route::RevokeToken { id: "0123456789abcdef".into() }
+        );
         assert_eq!(parse("GET", "/api/audit").unwrap(), Route::Audit);
         assert_eq!(parse("PUT", "/api/tokens").unwrap_err().allow, Some("GET, POST"));
     }
@@ -200,7 +252,11 @@ mod tests {
     #[test]
     fn only_reads_are_public() {
         let sha = format!("{SHA}.png");
-        for (m, p) in [("GET", "/health".to_string()), ("GET", "/api/manifest".into()), ("HEAD", format!("/api/assets/a/ios/1/{sha}"))] {
+        for (m, p) in [
+            ("GET", "/health".to_string()),
+            ("GET", "/api/manifest".into()),
+            ("HEAD", format!("/api/assets/a/ios/1/{sha}")),
+        ] {
             assert!(!parse(m, &p).unwrap().needs_auth(), "{p}");
         }
         let id = "0f8d2a8e-0000-4000-8000-000000000001";

@@ -3,7 +3,7 @@
 //! their runtime's entries at once, other isolates see a change within the TTL. Devices check on
 //! launch, so a second of staleness is invisible to them.
 
-use crate::record::UpdateRecord;
+use crate::storage::record::UpdateRecord;
 use std::collections::HashMap;
 use std::rc::Rc;
 

@@ -51,7 +51,13 @@ pub trait ObjectStore {
     async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError>;
     /// One page (at most 1000 keys) under `prefix`, continuing from `cursor` or starting after
     /// the key `start_after`; with a delimiter, common prefixes are folded.
-    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>, start_after: Option<&str>) -> Result<ListPage, ApiError>;
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        cursor: Option<String>,
+        start_after: Option<&str>,
+    ) -> Result<ListPage, ApiError>;
     /// Deletes up to 1000 keys.
     async fn delete(&self, keys: &[String]) -> Result<(), ApiError>;
 }
@@ -62,7 +68,11 @@ pub async fn list_all<S: ObjectStore>(store: &S, prefix: &str) -> Result<Vec<Obj
 }
 
 /// Every key under `prefix` that sorts after `start_after`.
-pub async fn list_all_after<S: ObjectStore>(store: &S, prefix: &str, start_after: Option<&str>) -> Result<Vec<ObjectMeta>, ApiError> {
+pub async fn list_all_after<S: ObjectStore>(
+    store: &S,
+    prefix: &str,
+    start_after: Option<&str>,
+) -> Result<Vec<ObjectMeta>, ApiError> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
@@ -89,7 +99,7 @@ impl MemoryStore {
     }
     /// Stores a file as the upload route would (digests recorded, like R2 checksums).
     pub fn put_file(&self, key: &str, bytes: &[u8], content_type: &str) {
-        let d = crate::hash::Digests::of(bytes);
+        let d = crate::protocol::hash::Digests::of(bytes);
         let meta = ObjectMeta {
             key: key.into(),
             size: bytes.len() as u64,
@@ -129,7 +139,7 @@ impl ObjectStore for MemoryStore {
         }
         let mut v = self.version.lock().unwrap();
         *v += 1;
-        let d = crate::hash::Digests::of(&body);
+        let d = crate::protocol::hash::Digests::of(&body);
         if opts.sha256.is_some_and(|s| s != d.sha256) || opts.md5.is_some_and(|m| m != d.md5) {
             return Err(ApiError::unprocessable("body does not match its digest"));
         }
@@ -145,7 +155,13 @@ impl ObjectStore for MemoryStore {
         objects.insert(key.into(), (meta.clone(), body));
         Ok(Some(meta))
     }
-    async fn list(&self, prefix: &str, delimiter: Option<&str>, cursor: Option<String>, start_after: Option<&str>) -> Result<ListPage, ApiError> {
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        cursor: Option<String>,
+        start_after: Option<&str>,
+    ) -> Result<ListPage, ApiError> {
         let objects = self.objects.lock().unwrap();
         let mut page = ListPage::default();
         let mut prefixes = std::collections::BTreeSet::new();
@@ -182,10 +198,30 @@ mod tests {
     fn conditional_puts() {
         pollster::block_on(async {
             let s = MemoryStore::new();
-            let a = s.put("k", b"1".to_vec(), PutOptions { condition: Condition::IfAbsent, ..Default::default() }).await.unwrap().unwrap();
-            assert!(s.put("k", b"2".to_vec(), PutOptions { condition: Condition::IfAbsent, ..Default::default() }).await.unwrap().is_none());
-            assert!(s.put("k", b"2".to_vec(), PutOptions { condition: Condition::IfEtag("nope".into()), ..Default::default() }).await.unwrap().is_none());
-            assert!(s.put("k", b"2".to_vec(), PutOptions { condition: Condition::IfEtag(a.etag), ..Default::default() }).await.unwrap().is_some());
+            let a = s
+                .put("k", b"1".to_vec(), PutOptions { condition: Condition::IfAbsent, ..Default::default() })
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(s
+                .put("k", b"2".to_vec(), PutOptions { condition: Condition::IfAbsent, ..Default::default() })
+                .await
+                .unwrap()
+                .is_none());
+            assert!(s
+                .put(
+                    "k",
+                    b"2".to_vec(),
+                    PutOptions { condition: Condition::IfEtag("nope".into()), ..Default::default() }
+                )
+                .await
+                .unwrap()
+                .is_none());
+            assert!(s
+                .put("k", b"2".to_vec(), PutOptions { condition: Condition::IfEtag(a.etag), ..Default::default() })
+                .await
+                .unwrap()
+                .is_some());
             assert_eq!(s.bytes("k").unwrap(), b"2");
         });
     }

@@ -2,13 +2,13 @@
 //! per operation, keyed by time so listing is chronological. The entry is also kept in the
 //! object's custom metadata, so reading the log never opens an object.
 
-use crate::auth::Principal;
+use crate::access::auth::Principal;
+use crate::deploy::service::Ctx;
 use crate::error::ApiError;
-use crate::hash;
-use crate::layout::Target;
-use crate::service::Ctx;
-use crate::store::{list_all_after, Condition, ObjectStore, PutOptions};
-use crate::time;
+use crate::protocol::hash;
+use crate::protocol::time;
+use crate::storage::layout::Target;
+use crate::storage::store::{list_all_after, Condition, ObjectStore, PutOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -75,7 +75,12 @@ pub async fn append<S: ObjectStore>(store: &S, mut entry: AuditEntry, ctx: &Ctx<
     if json.len() <= 1800 {
         custom.insert("entry".to_string(), json.clone());
     }
-    let opts = PutOptions { content_type: Some("application/json".into()), custom, condition: Condition::IfAbsent, ..Default::default() };
+    let opts = PutOptions {
+        content_type: Some("application/json".into()),
+        custom,
+        condition: Condition::IfAbsent,
+        ..Default::default()
+    };
     store.put(&key, json.into_bytes(), opts).await?;
     Ok(())
 }
@@ -87,7 +92,12 @@ pub struct AuditList {
 
 /// Entries at or after `since_ms`, optionally of one app, oldest first, at most `limit` (the
 /// newest ones when more match). Keys sort by time, so listing starts at `since_ms`.
-pub async fn list<S: ObjectStore>(store: &S, slug: Option<&str>, since_ms: u64, limit: usize) -> Result<AuditList, ApiError> {
+pub async fn list<S: ObjectStore>(
+    store: &S,
+    slug: Option<&str>,
+    since_ms: u64,
+    limit: usize,
+) -> Result<AuditList, ApiError> {
     let mut entries = Vec::new();
     // `<since>-…` sorts after `<since>`, every earlier time before it.
     let start_after = format!("{PREFIX}{since_ms:013}");
@@ -99,7 +109,9 @@ pub async fn list<S: ObjectStore>(store: &S, slug: Option<&str>, since_ms: u64, 
         let entry: AuditEntry = match o.custom.get("entry") {
             Some(e) => serde_json::from_str(e).map_err(|e| ApiError::internal(format!("corrupt audit entry: {e}")))?,
             None => match store.get(&o.key).await? {
-                Some((_, b)) => serde_json::from_slice(&b).map_err(|e| ApiError::internal(format!("corrupt audit entry: {e}")))?,
+                Some((_, b)) => {
+                    serde_json::from_slice(&b).map_err(|e| ApiError::internal(format!("corrupt audit entry: {e}")))?
+                }
                 None => continue,
             },
         };
@@ -115,7 +127,7 @@ pub async fn list<S: ObjectStore>(store: &S, slug: Option<&str>, since_ms: u64, 
 mod tests {
     use super::*;
     use crate::config::Limits;
-    use crate::store::MemoryStore;
+    use crate::storage::store::MemoryStore;
     use crate::validate::Platform;
 
     #[test]
@@ -126,17 +138,27 @@ mod tests {
             let t = Target { slug: "demo-app".into(), platform: Platform::Ios, runtime_version: "1.0.3".into() };
             for (ms, slug) in [(1000, "demo-app"), (2000, "utility-app"), (3000, "demo-app")] {
                 let ctx = Ctx { origin: "x", now_ms: ms, limits: Limits::default(), random: &rnd };
-                let e = AuditEntry::new(&Principal::Admin, "publish").target(&Target { slug: slug.into(), ..t.clone() }).result(&Ok::<(), ApiError>(()), 201);
+                let e = AuditEntry::new(&Principal::Admin, "publish")
+                    .target(&Target { slug: slug.into(), ..t.clone() })
+                    .result(&Ok::<(), ApiError>(()), 201);
                 append(&s, e, &ctx).await.unwrap();
             }
             let all = list(&s, None, 0, 100).await.unwrap().entries;
-            assert_eq!(all.iter().map(|e| e.at.as_str()).collect::<Vec<_>>(), ["1970-01-01T00:00:01.000Z", "1970-01-01T00:00:02.000Z", "1970-01-01T00:00:03.000Z"]);
+            assert_eq!(
+                all.iter().map(|e| e.at.as_str()).collect::<Vec<_>>(),
+                ["1970-01-01T00:00:01.000Z", "1970-01-01T00:00:02.000Z", "1970-01-01T00:00:03.000Z"]
+            );
             assert_eq!(all[0].actor, "admin");
             assert_eq!(all[0].status, 201);
             assert_eq!(list(&s, Some("demo-app"), 0, 100).await.unwrap().entries.len(), 2);
             assert_eq!(list(&s, None, 2000, 100).await.unwrap().entries.len(), 2);
-            assert_eq!(list(&s, None, 0, 1).await.unwrap().entries[0].at, "1970-01-01T00:00:03.000Z", "the newest when limited");
-            let failed = AuditEntry::new(&Principal::Admin, "delete-runtime").result(&Err::<(), _>(ApiError::not_found("nothing")), 200);
+            assert_eq!(
+                list(&s, None, 0, 1).await.unwrap().entries[0].at,
+                "1970-01-01T00:00:03.000Z",
+                "the newest when limited"
+            );
+            let failed = AuditEntry::new(&Principal::Admin, "delete-runtime")
+                .result(&Err::<(), _>(ApiError::not_found("nothing")), 200);
             assert_eq!((failed.status, failed.error.as_deref()), (404, Some("nothing")));
         });
     }

@@ -4,7 +4,7 @@
 
 use super::internal;
 use crate::error::ApiError;
-use crate::{hash, pem};
+use crate::{protocol::hash, protocol::pem};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,13 +39,16 @@ pub async fn sign(env: &Env, body: &[u8]) -> Result<Option<String>, ApiError> {
     let key = match KEY.with(|k| k.borrow().as_ref().filter(|(d, _)| *d == pem_digest).map(|(_, key)| key.clone())) {
         Some(key) => key,
         None => {
-            let der = pem::private_key_pkcs8_der(&pem_text).map_err(|e| ApiError::internal(format!("{SECRET} is unusable: {e}")))?;
-            let key = import(&der).await.map_err(|e| ApiError::internal(format!("{SECRET} could not be imported: {e:?}")))?;
+            let der = pem::private_key_pkcs8_der(&pem_text)
+                .map_err(|e| ApiError::internal(format!("{SECRET} is unusable: {e}")))?;
+            let key =
+                import(&der).await.map_err(|e| ApiError::internal(format!("{SECRET} could not be imported: {e:?}")))?;
             KEY.with(|k| *k.borrow_mut() = Some((pem_digest, key.clone())));
             key
         }
     };
-    let sig = hash::base64_standard(&rsa_sign(&key, body).await.map_err(|e| internal(format!("signing failed: {e:?}")))?);
+    let sig =
+        hash::base64_standard(&rsa_sign(&key, body).await.map_err(|e| internal(format!("signing failed: {e:?}")))?);
     SIGNATURES.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= MAX_CACHED_SIGNATURES {

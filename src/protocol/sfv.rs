@@ -141,7 +141,9 @@ impl P<'_> {
                 if self.next() != Some(b':') {
                     return Err("unterminated byte sequence".into());
                 }
-                crate::hash::base64_standard_decode(b64).map(Item::Bytes).ok_or_else(|| "invalid byte sequence".into())
+                crate::protocol::hash::base64_standard_decode(b64)
+                    .map(Item::Bytes)
+                    .ok_or_else(|| "invalid byte sequence".into())
             }
             Some(c) if c.is_ascii_alphabetic() || c == b'*' => {
                 let start = self.i;
@@ -259,7 +261,19 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["A=1", "a=", "a=\"unterminated", "a=1,", "a=1 b=2", "a=(1 2)", "a=\"\x01\"", "a=1.2345", "a=?2", "a=:!!:", "a=1234567890123456"] {
+        for bad in [
+            "A=1",
+            "a=",
+            "a=\"unterminated",
+            "a=1,",
+            "a=1 b=2",
+            "a=(1 2)",
+            "a=\"\x01\"",
+            "a=1.2345",
+            "a=?2",
+            "a=:!!:",
+            "a=1234567890123456",
+        ] {
             assert!(parse_dictionary(bad).is_err(), "{bad:?}");
         }
         assert!(parse_dictionary(&"a=1, ".repeat(3000)).is_err());

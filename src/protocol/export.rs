@@ -58,7 +58,12 @@ pub fn parse_metadata(bytes: &[u8]) -> Result<Vec<PlatformFiles>, ApiError> {
             "android" => Platform::Android,
             // `web` exports are not updates for native clients.
             "web" => continue,
-            other => return Err(ApiError::bad_request(format!("metadata.json names unknown platform {:?}", validate::truncate(other)))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "metadata.json names unknown platform {:?}",
+                    validate::truncate(other)
+                )))
+            }
         };
         let bundle = normalize_path(&p.bundle)?;
         let assets = p
@@ -253,7 +258,8 @@ mod tests {
         assert!(parse_metadata(b"not json").is_err());
         assert!(parse_metadata(br#"{"fileMetadata":{}}"#).is_err());
         assert!(parse_metadata(br#"{"fileMetadata":{"windows":{"bundle":"a.js"}}}"#).is_err());
-        assert!(parse_metadata(br#"{"fileMetadata":{"ios":{"bundle":"a.js","assets":[{"path":"a","ext":"p/ng"}]}}}"#).is_err());
+        assert!(parse_metadata(br#"{"fileMetadata":{"ios":{"bundle":"a.js","assets":[{"path":"a","ext":"p/ng"}]}}}"#)
+            .is_err());
         // A web-only export has nothing for native clients.
         assert!(parse_metadata(br#"{"fileMetadata":{"web":{"bundle":"a.js"}}}"#).is_err());
     }
@@ -264,15 +270,23 @@ mod tests {
 
     #[test]
     fn runtime_version_policies() {
-        assert_eq!(cfg(r#"{"version":"1.0.3","runtimeVersion":{"policy":"appVersion"}}"#).resolve_runtime_version(Platform::Ios).unwrap(), "1.0.3");
+        assert_eq!(
+            cfg(r#"{"version":"1.0.3","runtimeVersion":{"policy":"appVersion"}}"#)
+                .resolve_runtime_version(Platform::Ios)
+                .unwrap(),
+            "1.0.3"
+        );
         assert_eq!(cfg(r#"{"runtimeVersion":"2.0.0"}"#).resolve_runtime_version(Platform::Android).unwrap(), "2.0.0");
-        let native = cfg(r#"{"version":"1.2.0","runtimeVersion":{"policy":"nativeVersion"},"ios":{"buildNumber":"7"},"android":{"versionCode":12}}"#);
+        let native = cfg(
+            r#"{"version":"1.2.0","runtimeVersion":{"policy":"nativeVersion"},"ios":{"buildNumber":"7"},"android":{"versionCode":12}}"#,
+        );
         assert_eq!(native.resolve_runtime_version(Platform::Ios).unwrap(), "1.2.0(7)");
         assert_eq!(native.resolve_runtime_version(Platform::Android).unwrap(), "1.2.0(12)");
         let per = cfg(r#"{"runtimeVersion":"1","android":{"runtimeVersion":"1-android"}}"#);
         assert_eq!(per.resolve_runtime_version(Platform::Android).unwrap(), "1-android");
         assert_eq!(per.resolve_runtime_version(Platform::Ios).unwrap(), "1");
-        let fp = cfg(r#"{"runtimeVersion":{"policy":"fingerprint"}}"#).resolve_runtime_version(Platform::Ios).unwrap_err();
+        let fp =
+            cfg(r#"{"runtimeVersion":{"policy":"fingerprint"}}"#).resolve_runtime_version(Platform::Ios).unwrap_err();
         assert!(fp.message.contains("--runtime-version"));
         assert!(cfg(r#"{}"#).resolve_runtime_version(Platform::Ios).is_err());
         assert!(cfg(r#"{"runtimeVersion":"../x"}"#).resolve_runtime_version(Platform::Ios).is_err());

@@ -10,17 +10,17 @@
 //! version seen), so only the current part is held; parts that arrive before that are held
 //! until it is known, within the MAX_FORM_BYTES bound. The commit is the CLI's commit.
 
-use crate::api::{CommitRequest, FormPublishResponse};
+use crate::deploy::api::{CommitRequest, FormPublishResponse};
+use crate::deploy::formdata::{Event, Parser};
+use crate::deploy::service::{self, Ctx};
 use crate::error::ApiError;
-use crate::export::{content_type_for_ext, normalize_path, parse_metadata, ExpoConfig, PlatformFiles};
-use crate::formdata::{Event, Parser};
-use crate::hash::{Digests, FileHasher};
-use crate::layout::Target;
-use crate::manifest::{self, FileEntry, ManifestInput};
-use crate::service::{self, Ctx};
-use crate::store::{ObjectStore, PutOptions};
+use crate::protocol::export::{content_type_for_ext, normalize_path, parse_metadata, ExpoConfig, PlatformFiles};
+use crate::protocol::hash::{Digests, FileHasher};
+use crate::protocol::id;
+use crate::protocol::manifest::{self, FileEntry, ManifestInput};
+use crate::storage::layout::Target;
+use crate::storage::store::{ObjectStore, PutOptions};
 use crate::validate::{self, Platform};
-use crate::id;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,11 +53,18 @@ struct Plan {
 }
 
 impl FormPublish {
-    pub fn new(slug: &str, boundary: &str, header_platform: Option<&str>, header_runtime_version: Option<&str>) -> Result<Self, ApiError> {
+    pub fn new(
+        slug: &str,
+        boundary: &str,
+        header_platform: Option<&str>,
+        header_runtime_version: Option<&str>,
+    ) -> Result<Self, ApiError> {
         Ok(Self {
             slug: validate::slug(slug)?.to_string(),
             header_platform: header_platform.map(Platform::parse).transpose()?,
-            header_runtime_version: header_runtime_version.map(|r| validate::runtime_version(r).map(str::to_string)).transpose()?,
+            header_runtime_version: header_runtime_version
+                .map(|r| validate::runtime_version(r).map(str::to_string))
+                .transpose()?,
             parser: Parser::new(boundary),
             received: 0,
             part: None,
@@ -73,23 +80,31 @@ impl FormPublish {
         if self.received > ctx.limits.max_form_bytes {
             return Err(form_too_large(ctx));
         }
-        let events = self.parser.feed(chunk).map_err(|e| ApiError::bad_request(format!("malformed multipart/form-data body: {e}")))?;
+        let events = self
+            .parser
+            .feed(chunk)
+            .map_err(|e| ApiError::bad_request(format!("malformed multipart/form-data body: {e}")))?;
         for e in events {
             match e {
                 Event::Start { name, .. } => self.part = Some((classify(&name)?, Vec::new(), FileHasher::new())),
                 Event::Data(d) => {
-                    let (kind, buf, hasher) = self.part.as_mut().ok_or_else(|| ApiError::bad_request("data outside a part"))?;
+                    let (kind, buf, hasher) =
+                        self.part.as_mut().ok_or_else(|| ApiError::bad_request("data outside a part"))?;
                     if matches!(kind, Kind::Text(_)) && buf.len() + d.len() > MAX_TEXT_FIELD {
                         return Err(ApiError::too_large("a text field is larger than 1 MiB"));
                     }
                     if matches!(kind, Kind::File(_)) && (buf.len() + d.len()) as u64 > ctx.limits.max_file_bytes {
-                        return Err(ApiError::too_large(format!("a file is larger than MAX_FILE_BYTES ({} bytes)", ctx.limits.max_file_bytes)));
+                        return Err(ApiError::too_large(format!(
+                            "a file is larger than MAX_FILE_BYTES ({} bytes)",
+                            ctx.limits.max_file_bytes
+                        )));
                     }
                     hasher.update(&d);
                     buf.extend_from_slice(&d);
                 }
                 Event::End => {
-                    let (kind, buf, hasher) = self.part.take().ok_or_else(|| ApiError::bad_request("part end outside a part"))?;
+                    let (kind, buf, hasher) =
+                        self.part.take().ok_or_else(|| ApiError::bad_request("part end outside a part"))?;
                     match kind {
                         Kind::Text(name) => {
                             if self.text.insert(name.clone(), buf).is_some() {
@@ -134,7 +149,12 @@ impl FormPublish {
             expo_config = Some(ExpoConfig::parse(c)?);
         }
         let explicit_rv = match self.text.get("runtimeVersion") {
-            Some(rv) => Some(std::str::from_utf8(rv).map_err(|_| ApiError::bad_request("runtimeVersion is not UTF-8"))?.trim().to_string()),
+            Some(rv) => Some(
+                std::str::from_utf8(rv)
+                    .map_err(|_| ApiError::bad_request("runtimeVersion is not UTF-8"))?
+                    .trim()
+                    .to_string(),
+            ),
             None => self.header_runtime_version.clone(),
         };
         let only = match self.text.get("platform") {
@@ -142,7 +162,11 @@ impl FormPublish {
             None => self.header_platform,
         };
         if explicit_rv.is_none() && expo_config.is_none() {
-            return if required { Err(ApiError::bad_request("missing runtimeVersion field (or expoConfig.json to resolve it from)")) } else { Ok(None) };
+            return if required {
+                Err(ApiError::bad_request("missing runtimeVersion field (or expoConfig.json to resolve it from)"))
+            } else {
+                Ok(None)
+            };
         }
         let mut platforms = Vec::new();
         for pf in parse_metadata(&metadata)? {
@@ -161,10 +185,20 @@ impl FormPublish {
         Ok(Some(Plan { platforms, expo_config }))
     }
 
-    async fn store_file<S: ObjectStore>(&mut self, store: &S, plan: &Plan, path: &str, bytes: Vec<u8>) -> Result<(), ApiError> {
+    async fn store_file<S: ObjectStore>(
+        &mut self,
+        store: &S,
+        plan: &Plan,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), ApiError> {
         let d = self.files[path];
         for (t, pf) in &plan.platforms {
-            let ext = if pf.bundle == path { Some("bundle") } else { pf.assets.iter().find(|a| a.path == path).map(|a| a.ext.as_str()) };
+            let ext = if pf.bundle == path {
+                Some("bundle")
+            } else {
+                pf.assets.iter().find(|a| a.path == path).map(|a| a.ext.as_str())
+            };
             let Some(ext) = ext else { continue };
             if !self.stored.insert((t.prefix(), d.sha256)) {
                 continue;
@@ -173,7 +207,12 @@ impl FormPublish {
             if store.head(&key).await?.is_some() {
                 continue; // content-addressed: never rewrite bytes a manifest may name
             }
-            let opts = PutOptions { content_type: Some(content_type_for_ext(ext).into()), sha256: Some(d.sha256), md5: Some(d.md5), ..Default::default() };
+            let opts = PutOptions {
+                content_type: Some(content_type_for_ext(ext).into()),
+                sha256: Some(d.sha256),
+                md5: Some(d.md5),
+                ..Default::default()
+            };
             store.put(&key, bytes.clone(), opts).await?;
         }
         Ok(())
@@ -192,13 +231,19 @@ impl FormPublish {
         let mut manifests = Vec::new();
         for (t, pf) in &plan.platforms {
             let entry = |path: &str, ext: &str| -> Result<FileEntry, ApiError> {
-                let d = self.files.get(path).ok_or_else(|| ApiError::bad_request(format!("metadata.json names {path} but no form field carries it")))?;
+                let d = self.files.get(path).ok_or_else(|| {
+                    ApiError::bad_request(format!("metadata.json names {path} but no form field carries it"))
+                })?;
                 Ok(FileEntry { digests: *d, ext: ext.to_string() })
             };
             let launch_asset = entry(&pf.bundle, "bundle")?;
             let assets = pf.assets.iter().map(|a| entry(&a.path, &a.ext)).collect::<Result<Vec<_>, _>>()?;
             if assets.len() + 1 > ctx.limits.max_files_per_update {
-                return Err(ApiError::too_large(format!("update names {} files; the limit (MAX_FILES_PER_UPDATE) is {}", assets.len() + 1, ctx.limits.max_files_per_update)));
+                return Err(ApiError::too_large(format!(
+                    "update names {} files; the limit (MAX_FILES_PER_UPDATE) is {}",
+                    assets.len() + 1,
+                    ctx.limits.max_files_per_update
+                )));
             }
             let latest = service::latest_created(store, t).await?;
             let m = manifest::build(ManifestInput {
@@ -215,7 +260,12 @@ impl FormPublish {
         }
         let mut updates = Vec::new();
         for (t, body) in manifests {
-            let req = CommitRequest { manifest: body, channel: channel.clone(), message: message.clone(), ..Default::default() };
+            let req = CommitRequest {
+                manifest: body,
+                channel: channel.clone(),
+                message: message.clone(),
+                ..Default::default()
+            };
             updates.push(service::commit(store, &t, req, ctx).await?);
         }
         Ok(FormPublishResponse { updates })
@@ -224,7 +274,11 @@ impl FormPublish {
     fn text_field(&self, name: &str) -> Result<Option<String>, ApiError> {
         self.text
             .get(name)
-            .map(|b| String::from_utf8(b.clone()).map(|s| s.trim().to_string()).map_err(|_| ApiError::bad_request(format!("{name} is not UTF-8"))))
+            .map(|b| {
+                String::from_utf8(b.clone())
+                    .map(|s| s.trim().to_string())
+                    .map_err(|_| ApiError::bad_request(format!("{name} is not UTF-8")))
+            })
             .transpose()
     }
 }
@@ -245,7 +299,8 @@ pub fn check_content_length(len: Option<u64>, ctx: &Ctx<'_>) -> Result<(), ApiEr
 }
 
 fn classify(name: &str) -> Result<Kind, ApiError> {
-    const TEXT: [&str; 7] = ["manifest", "runtimeVersion", "platform", "metadata.json", "expoConfig.json", "channel", "message"];
+    const TEXT: [&str; 7] =
+        ["manifest", "runtimeVersion", "platform", "metadata.json", "expoConfig.json", "channel", "message"];
     match name {
         "runtime-version" => Ok(Kind::Text("runtimeVersion".into())),
         "metadata" => Ok(Kind::Text("metadata.json".into())),
@@ -263,11 +318,14 @@ fn classify(name: &str) -> Result<Kind, ApiError> {
 
 /// The seed's `manifest` field: metadata.json itself, or an object holding it.
 fn seed_manifest(bytes: &[u8]) -> Result<(Vec<u8>, Option<ExpoConfig>), ApiError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("manifest field is not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("manifest field is not JSON: {e}")))?;
     if v.get("fileMetadata").is_some() {
         return Ok((bytes.to_vec(), None));
     }
-    let metadata = v.get("metadata").filter(|m| m.get("fileMetadata").is_some()).ok_or_else(|| ApiError::bad_request("manifest field must be metadata.json or {\"metadata\": …, \"expoConfig\": …}"))?;
+    let metadata = v.get("metadata").filter(|m| m.get("fileMetadata").is_some()).ok_or_else(|| {
+        ApiError::bad_request("manifest field must be metadata.json or {\"metadata\": …, \"expoConfig\": …}")
+    })?;
     let config = v.get("expoConfig").or_else(|| v.get("extra").and_then(|e| e.get("expoClient")));
     let config = config.map(|c| ExpoConfig::parse(c.to_string().as_bytes())).transpose()?;
     Ok((metadata.to_string().into_bytes(), config))

@@ -5,7 +5,11 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A part begins: its `name`, `filename` (if any) and `content-type` (if any).
-    Start { name: String, filename: Option<String>, content_type: Option<String> },
+    Start {
+        name: String,
+        filename: Option<String>,
+        content_type: Option<String>,
+    },
     Data(Vec<u8>),
     End,
 }
@@ -93,7 +97,8 @@ impl Parser {
                 }
                 State::Headers => match find(&self.buf, b"\r\n\r\n") {
                     Some(i) => {
-                        let block = std::str::from_utf8(&self.buf[..i]).map_err(|_| "part headers are not UTF-8".to_string())?;
+                        let block = std::str::from_utf8(&self.buf[..i])
+                            .map_err(|_| "part headers are not UTF-8".to_string())?;
                         events.push(parse_part_headers(block)?);
                         self.buf.drain(..i + 4);
                         self.state = State::Body;
@@ -240,9 +245,14 @@ mod tests {
         let b = body();
         assert!(parse_all("XyZ", &b[..b.len() - 20], 5).is_err(), "truncated");
         assert!(parse_all("other", &b, 5).is_err(), "wrong boundary");
-        assert!(parse_all("XyZ", b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--", 4).is_err(), "no name");
+        assert!(
+            parse_all("XyZ", b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--", 4).is_err(),
+            "no name"
+        );
         assert!(parse_all("XyZ", b"--XyZjunk\r\n", 4).is_err(), "bad delimiter");
-        assert!(parse_all("XyZ", b"--XyZ\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nx\r\n--XyZ--", 4).is_err());
+        assert!(
+            parse_all("XyZ", b"--XyZ\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nx\r\n--XyZ--", 4).is_err()
+        );
         let huge = format!("--XyZ\r\nX: {}\r\n", "a".repeat(20_000));
         assert!(parse_all("XyZ", huge.as_bytes(), 100).is_err(), "huge headers");
     }
