@@ -7,7 +7,8 @@ pub const MAX_SLUG_LEN: usize = 64;
 pub const MAX_RUNTIME_VERSION_LEN: usize = 255;
 pub const MAX_CHANNEL_LEN: usize = 64;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Platform {
     Ios,
     Android,

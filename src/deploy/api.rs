@@ -134,3 +134,78 @@ pub struct DeleteUpdateResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted: Option<CommitResponse>,
 }
+
+/// The publisher's signature over a body the server built (rollback, promote). With
+/// `prepareOnly` the server answers the exact body to sign ([`ToSign`]) and writes nothing; the
+/// second call sends that `body` back with its `signature`, and the server accepts it only if it
+/// is byte for byte what it builds itself from the stored record with the body's id and
+/// createdAt — so a signature can never carry new bytes or new metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedBody {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepare_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+/// `POST /api/updates/:slug/:platform/:runtimeVersion/rollback` (scope `rollback`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRequest {
+    /// Default `production`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// An update id of this runtime, `"embedded"`, or absent: what the channel served before
+    /// the update its current one republishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The update id the caller saw current; 409 when the channel serves something else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_current: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(flatten)]
+    pub signed: SignedBody,
+}
+
+/// `POST /api/updates/:slug/:platform/:runtimeVersion/promote` (scope `rollback`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromoteRequest {
+    /// The update to promote; or `fromChannel` to promote what that channel serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_channel: Option<String>,
+    pub to_channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_current: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(flatten)]
+    pub signed: SignedBody,
+}
+
+/// The body a rollback or promote would install, for the publisher to sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToSign {
+    pub body: String,
+    pub kind: crate::storage::record::RecordKind,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republished_from: Option<String>,
+}
+
+/// What a rollback or promote did: installed, or (prepareOnly) what it would install.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReleaseResponse {
+    Installed(CommitResponse),
+    ToSign(ToSign),
+}

@@ -1,8 +1,12 @@
-//! Deploy operations (publish, commit, delete, rollback, promote) and the dispatcher that maps
-//! a parsed deploy request and a credential to an operation, its audit entry and the check-cache
-//! invalidations to perform.
+//! Deploy operations (publish, commit, delete, rollback, promote, file collection), the per-app
+//! writer that serializes them, and the dispatcher that maps a parsed deploy request and a
+//! credential to an operation, its audit entry and the check-cache invalidations to perform.
 
 pub mod api;
+pub mod dispatch;
 pub mod formdata;
 pub mod formpublish;
+pub mod gc;
+pub mod release;
 pub mod service;
+pub mod writer;

@@ -104,10 +104,20 @@ impl RecordMeta {
     }
 }
 
-/// createdAt must grow strictly per slug/platform/runtime, across channels.
+/// createdAt must grow strictly per slug/platform/runtime, across channels. The newest one is
+/// kept in the runtime's index entry, written by the app's writer at every install, so this is
+/// one read; runtimes published before the index existed are listed once.
 pub async fn latest_created<S: ObjectStore>(store: &S, t: &Target) -> Result<Option<u64>, ApiError> {
+    if let Some(meta) = store.head(&t.runtime_index_key()).await? {
+        if let Some(ms) = meta.custom.get(LATEST_CREATED_AT).and_then(|c| time::parse_millis(c)) {
+            return Ok(Some(ms));
+        }
+    }
     Ok(records(store, t).await?.into_iter().map(|r| r.created_ms).max())
 }
+
+/// Custom-metadata key of the runtime index entry holding the newest createdAt.
+const LATEST_CREATED_AT: &str = "latestCreatedAt";
 
 /// The createdAt for a new update: now, unless that is not strictly after the latest one
 /// published (a clock behind, or two publishes in one millisecond) — clients only take a
@@ -200,7 +210,7 @@ pub async fn commit<S: ObjectStore>(
         )));
     }
     record.created_at = time::format_millis(created_ms);
-    install(store, t, record).await
+    install(store, t, record, &Expect::Anything).await
 }
 
 /// Every named file must be stored, whole and with the bytes its hash and key promise.
@@ -232,23 +242,48 @@ async fn verify_files<S: ObjectStore>(
     Ok(sizes)
 }
 
+/// What a write expects the channel to serve. Checked inside the app's writer, so the
+/// expectation holds for the whole operation (a listing read earlier is re-checked here).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is current (a publish).
+    #[default]
+    Anything,
+    /// This update id, or nothing at all when `None`; otherwise 409.
+    Current(Option<String>),
+}
+
 /// The atomic tail of every publish: createdAt strictly newer than anything in the runtime, the
 /// immutable record written create-only, and only then the channel pointer moved with a
-/// conditional write against the version read. A publish that dies at any step leaves the
-/// previous update served.
-async fn install<S: ObjectStore>(store: &S, t: &Target, record: UpdateRecord) -> Result<CommitResponse, ApiError> {
+/// conditional write against the version read; then the served log and the runtime index. A
+/// publish that dies at any step leaves the previous update served, and a record whose pointer
+/// write never happened is never in the served log, so it is never promoted later.
+pub(crate) async fn install<S: ObjectStore>(
+    store: &S,
+    t: &Target,
+    record: UpdateRecord,
+    expect: &Expect,
+) -> Result<CommitResponse, ApiError> {
     let pointer_key = t.channel_key(&record.channel);
     let previous = store.head(&pointer_key).await?;
-    let created_ms = time::parse_millis(&record.created_at).expect("formatted");
-    for r in records(store, t).await? {
-        if r.id == record.id {
-            return Err(ApiError::conflict(format!("update {} already exists", r.id)));
+    if let Expect::Current(want) = expect {
+        let serving = previous.as_ref().and_then(|p| p.custom.get("updateId").cloned());
+        if &serving != want {
+            return Err(ApiError::conflict(format!(
+                "channel {:?} serves {} now, not {}; list the updates again and retry",
+                record.channel,
+                serving.as_deref().unwrap_or("nothing"),
+                want.as_deref().unwrap_or("nothing")
+            )));
         }
-        if r.created_ms >= created_ms {
+    }
+    let created_ms = time::parse_millis(&record.created_at).expect("formatted");
+    if let Some(latest) = latest_created(store, t).await? {
+        if latest >= created_ms {
             return Err(ApiError::conflict(format!(
                 "createdAt {} is not later than {} already published for this runtime; clients only take strictly newer updates",
                 record.created_at,
-                time::format_millis(r.created_ms)
+                time::format_millis(latest)
             )));
         }
     }
@@ -273,6 +308,14 @@ async fn install<S: ObjectStore>(store: &S, t: &Target, record: UpdateRecord) ->
         store.delete(&[record_key]).await?;
         return Err(ApiError::conflict("another publish to this channel finished first; run the publish again"));
     }
+    let small = |custom: BTreeMap<String, String>| PutOptions { custom, ..Default::default() };
+    let served = BTreeMap::from([
+        ("updateId".to_string(), record.id.clone()),
+        ("kind".to_string(), record.kind.as_str().to_string()),
+    ]);
+    store.put(&t.served_key(&record.channel, created_ms, &record.id), Vec::new(), small(served)).await?;
+    let index = BTreeMap::from([(LATEST_CREATED_AT.to_string(), record.created_at.clone())]);
+    store.put(&t.runtime_index_key(), Vec::new(), small(index)).await?;
     Ok(CommitResponse {
         signed: record.signature.is_some(),
         republished_from: record.republished_from,
@@ -300,9 +343,13 @@ fn verify_file(meta: &ObjectMeta, f: &manifest::RequiredFile) -> Result<(), ApiE
     Ok(())
 }
 
-/// Deletes one update. When it is what its channel serves, the previous update of that channel
-/// is republished first (new id and createdAt, so devices switch to it), or a rollBackToEmbedded
-/// directive is installed when none is left. Files no remaining update names go with it.
+/// Deletes one update. When it is what its channel serves, what the channel served before it
+/// (the newest older entry of the served log whose record still exists) is republished first —
+/// new id and createdAt, so devices switch to it — or a rollBackToEmbedded directive is
+/// installed when nothing is left. The promotion is conditional on the doomed update still being
+/// served. Files are not deleted here: [`crate::deploy::gc`] collects files no record names,
+/// after a grace period, inside the same writer, so a racing commit never loses a file it names.
+/// Reads: the record, the pointer, and at most one page of the channel's served log.
 pub async fn delete_update<S: ObjectStore>(
     store: &S,
     t: &Target,
@@ -310,18 +357,13 @@ pub async fn delete_update<S: ObjectStore>(
     ctx: &Ctx<'_>,
 ) -> Result<DeleteUpdateResponse, ApiError> {
     let doomed = get_record(store, t, id).await?;
+    let doomed_ms = time::parse_millis(&doomed.created_at).unwrap_or(0);
     let serving = current(store, t, &doomed.channel).await?.is_some_and(|c| c.id == doomed.id);
     let mut promoted = None;
     if serving {
-        let all = records(store, t).await?;
-        let created_ms = next_created_ms(ctx.now_ms, all.iter().map(|r| r.created_ms).max());
-        let previous =
-            all.iter().filter(|r| r.channel == doomed.channel && r.id != doomed.id).max_by_key(|r| r.created_ms);
-        let mut record = match previous {
-            Some(p) => {
-                let prev = get_record(store, t, &p.id).await?;
-                republished(&prev, t, created_ms, ctx)?
-            }
+        let created_ms = next_created_ms(ctx.now_ms, latest_created(store, t).await?);
+        let mut record = match served_before(store, t, &doomed.channel, &doomed.id).await? {
+            Some(prev) => republished(&prev, t, created_ms, ctx)?,
             None => UpdateRecord {
                 kind: RecordKind::RollBackToEmbedded,
                 body: manifest::Directive::roll_back_to_embedded(created_ms).render(),
@@ -330,6 +372,8 @@ pub async fn delete_update<S: ObjectStore>(
                 file_count: 0,
                 total_bytes: 0,
                 republished_from: None,
+                git_commit: None,
+                id: crate::protocol::id::uuid_v4((ctx.random)()),
                 ..doomed.clone()
             },
         };
@@ -337,26 +381,50 @@ pub async fn delete_update<S: ObjectStore>(
         record.signature = None;
         record.key_id = None;
         record.message = Some(format!("promoted after deleting {}", doomed.id));
-        if record.kind == RecordKind::RollBackToEmbedded {
-            record.id = crate::protocol::id::uuid_v4((ctx.random)());
+        promoted = Some(install(store, t, record, &Expect::Current(Some(doomed.id.clone()))).await?);
+    }
+    store.delete(&[t.record_key(&doomed.id), t.served_key(&doomed.channel, doomed_ms, &doomed.id)]).await?;
+    Ok(DeleteUpdateResponse { deleted: doomed.id, deleted_files: 0, promoted })
+}
+
+/// What `channel` served before `not` (newest first, skipping `not` and entries whose record
+/// was deleted). Reads one page of the served log; runtimes published before the log existed
+/// fall back to the newest older record of the channel.
+pub(crate) async fn served_before<S: ObjectStore>(
+    store: &S,
+    t: &Target,
+    channel: &str,
+    not: &str,
+) -> Result<Option<UpdateRecord>, ApiError> {
+    let page = store.list(&t.served_prefix(channel), None, None, None).await?;
+    if page.objects.is_empty() {
+        let mut legacy: Vec<RecordMeta> =
+            records(store, t).await?.into_iter().filter(|r| r.channel == channel && r.id != not).collect();
+        legacy.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
+        return match legacy.first() {
+            Some(r) => Ok(Some(get_record(store, t, &r.id).await?)),
+            None => Ok(None),
+        };
+    }
+    for entry in page.objects {
+        let Some(id) = entry.custom.get("updateId") else { continue };
+        if id == not {
+            continue;
         }
-        promoted = Some(install(store, t, record).await?);
+        if let Some((_, bytes)) = store.get(&t.record_key(id)).await? {
+            return Ok(Some(UpdateRecord::from_json(&bytes)?));
+        }
     }
-    store.delete(&[t.record_key(&doomed.id)]).await?;
-    let mut still_named = BTreeSet::new();
-    for r in records(store, t).await? {
-        still_named.extend(get_record(store, t, &r.id).await?.files);
-    }
-    let orphans: Vec<String> =
-        doomed.files.iter().filter(|f| !still_named.contains(*f)).map(|f| t.file_key(f)).collect();
-    for chunk in orphans.chunks(1000) {
-        store.delete(chunk).await?;
-    }
-    Ok(DeleteUpdateResponse { deleted: doomed.id, deleted_files: orphans.len() as u64, promoted })
+    Ok(None)
 }
 
 /// A stored update as a new record: same files, new id and createdAt, URLs under today's origin.
-fn republished(prev: &UpdateRecord, t: &Target, created_ms: u64, ctx: &Ctx<'_>) -> Result<UpdateRecord, ApiError> {
+pub(crate) fn republished(
+    prev: &UpdateRecord,
+    t: &Target,
+    created_ms: u64,
+    ctx: &Ctx<'_>,
+) -> Result<UpdateRecord, ApiError> {
     let id = crate::protocol::id::uuid_v4((ctx.random)());
     let body = match prev.kind {
         RecordKind::Update => {
@@ -394,23 +462,12 @@ fn record_metadata(r: &UpdateRecord) -> BTreeMap<String, String> {
     m
 }
 
+/// Every committed runtime of an app with its updates, newest first. Runtimes come from the
+/// app's runtime index, so runtimes that only ever received uploads cost nothing here.
 pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse, ApiError> {
     validate::slug(slug)?;
     let mut runtimes = Vec::new();
-    for platform in validate::Platform::ALL {
-        let pprefix = format!("{slug}/{platform}/");
-        let mut cursor = None;
-        let mut rvs = Vec::new();
-        loop {
-            let page = store.list(&pprefix, Some("/"), cursor, None).await?;
-            rvs.extend(
-                page.prefixes.iter().filter_map(|p| p.strip_prefix(&pprefix)?.strip_suffix('/').map(str::to_string)),
-            );
-            match page.cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+    for (platform, rvs) in committed_runtimes(store, slug).await? {
         for rv in rvs {
             let t = Target { slug: slug.to_string(), platform, runtime_version: rv.clone() };
             let current: BTreeSet<String> = list_all(store, &t.channels_prefix())
@@ -455,6 +512,58 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
     Ok(ListResponse { slug: slug.to_string(), runtimes })
 }
 
+/// Marks an app whose runtime index was completed from a full scan (apps published before the
+/// index existed are scanned once).
+fn index_complete_key(slug: &str) -> String {
+    format!("{}.complete", crate::storage::layout::runtime_index_prefix(slug).trim_end_matches('/'))
+}
+
+/// The app's committed runtimes per platform, from the index.
+async fn committed_runtimes<S: ObjectStore>(
+    store: &S,
+    slug: &str,
+) -> Result<Vec<(validate::Platform, Vec<String>)>, ApiError> {
+    if store.head(&index_complete_key(slug)).await?.is_none() {
+        backfill_runtime_index(store, slug).await?;
+    }
+    let prefix = crate::storage::layout::runtime_index_prefix(slug);
+    let mut out = Vec::new();
+    for platform in validate::Platform::ALL {
+        let pprefix = format!("{prefix}{platform}/");
+        let rvs = list_all(store, &pprefix)
+            .await?
+            .into_iter()
+            .filter_map(|o| o.key.strip_prefix(&pprefix).map(str::to_string));
+        out.push((platform, rvs.collect()));
+    }
+    Ok(out)
+}
+
+/// One full scan for apps published before the index: every runtime with a record gets an index
+/// entry (create-only, so a concurrent install's newer entry is never replaced).
+async fn backfill_runtime_index<S: ObjectStore>(store: &S, slug: &str) -> Result<(), ApiError> {
+    for platform in validate::Platform::ALL {
+        let pprefix = format!("{slug}/{platform}/");
+        let mut cursor = None;
+        loop {
+            let page = store.list(&pprefix, Some("/"), cursor, None).await?;
+            for rv in page.prefixes.iter().filter_map(|p| p.strip_prefix(&pprefix)?.strip_suffix('/')) {
+                let t = Target { slug: slug.to_string(), platform, runtime_version: rv.to_string() };
+                if !store.list(&t.records_prefix(), None, None, None).await?.objects.is_empty() {
+                    let opts = PutOptions { condition: Condition::IfAbsent, ..Default::default() };
+                    store.put(&t.runtime_index_key(), Vec::new(), opts).await?;
+                }
+            }
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    store.put(&index_complete_key(slug), Vec::new(), PutOptions::default()).await?;
+    Ok(())
+}
+
 /// Removes everything under a runtime prefix, 1000 keys per call. Pointers go first so that a
 /// delete interrupted half way already answers "no update".
 pub async fn delete_runtime<S: ObjectStore>(store: &S, t: &Target) -> Result<DeleteResponse, ApiError> {
@@ -470,6 +579,7 @@ pub async fn delete_runtime<S: ObjectStore>(store: &S, t: &Target) -> Result<Del
     for chunk in keys.chunks(1000) {
         store.delete(chunk).await?;
     }
+    store.delete(&[t.runtime_index_key()]).await?;
     Ok(DeleteResponse { deleted_objects: keys.len() as u64 })
 }
 
@@ -610,7 +720,7 @@ mod tests {
     }
 
     #[test]
-    fn delete_update_promotes_previous_and_collects_files() {
+    fn delete_update_promotes_previous_then_collection_removes_unnamed_files() {
         pollster::block_on(async {
             let s = MemoryStore::new();
             let t = target();
@@ -632,8 +742,12 @@ mod tests {
             assert_eq!((now.id.as_str(), now.republished_from.as_deref()), (p.id.as_str(), Some(c1.id.as_str())));
             let m: crate::protocol::manifest::Manifest = serde_json::from_str(&now.body).unwrap();
             assert_eq!((m.id.as_str(), m.created_at.as_str()), (p.id.as_str(), "1970-01-01T00:00:03.000Z"));
-            // bundle2 is named by nothing left; the shared asset stays.
-            assert_eq!(d.deleted_files, 1);
+            // bundle2 is named by nothing left: kept during the grace period, then collected;
+            // the shared asset stays.
+            assert_eq!(d.deleted_files, 0, "deletes never remove files inline");
+            let gc = |now| crate::deploy::gc::collect_files(&s, &t, now, crate::deploy::gc::GRACE_MS);
+            assert_eq!(gc(3_000).await.unwrap().deleted_files, 0, "within the grace period");
+            assert_eq!(gc(3_000 + crate::deploy::gc::GRACE_MS).await.unwrap().deleted_files, 1);
             assert!(s.bytes(&t.file_key(&Digests::of(b"bundle2").sha256_hex())).is_none());
             assert!(s.bytes(&t.file_key(&Digests::of(b"shared").sha256_hex())).is_some());
 
@@ -650,7 +764,7 @@ mod tests {
                 now.body,
                 r#"{"type":"rollBackToEmbedded","parameters":{"commitTime":"1970-01-01T00:00:05.000Z"}}"#
             );
-            assert_eq!(d.deleted_files, 2);
+            assert_eq!(gc(5_000 + crate::deploy::gc::GRACE_MS).await.unwrap().deleted_files, 2);
             assert_eq!(delete_update(&s, &t, &c1.id, &ctx(6_000)).await.unwrap_err().status, 404);
         });
     }

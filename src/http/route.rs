@@ -51,6 +51,14 @@ pub enum Route {
         target: Target,
         id: String,
     },
+    /// `POST /api/updates/:slug/:platform/:runtimeVersion/rollback` — republish a stored state.
+    Rollback {
+        target: Target,
+    },
+    /// `POST /api/updates/:slug/:platform/:runtimeVersion/promote` — republish onto another channel.
+    Promote {
+        target: Target,
+    },
     /// `POST /api/tokens` (ADMIN_TOKEN) — mint a scoped token.
     CreateToken,
     /// `GET /api/tokens` (ADMIN_TOKEN)
@@ -126,6 +134,11 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
         ["api", "updates", slug, platform, rv] => {
             allow("DELETE")?;
             Ok(Route::DeleteRuntime { target: target(slug, platform, rv)? })
+        }
+        ["api", "updates", slug, platform, rv, op @ ("rollback" | "promote")] => {
+            allow("POST")?;
+            let target = target(slug, platform, rv)?;
+            Ok(if *op == "rollback" { Route::Rollback { target } } else { Route::Promote { target } })
         }
         ["api", "updates", slug, platform, rv, id] => {
             allow("GET, DELETE")?;
@@ -239,6 +252,15 @@ mod tests {
             parse("PUT", &format!("/api/updates/demo-app/ios/1.0.3/{id}")).unwrap_err().allow,
             Some("GET, DELETE")
         );
+        assert_eq!(
+            parse("POST", "/api/updates/demo-app/ios/1.0.3/rollback").unwrap(),
+            Route::Rollback { target: t("demo-app", Platform::Ios, "1.0.3") }
+        );
+        assert_eq!(
+            parse("POST", "/api/updates/demo-app/ios/1.0.3/promote").unwrap(),
+            Route::Promote { target: t("demo-app", Platform::Ios, "1.0.3") }
+        );
+        assert_eq!(parse("GET", "/api/updates/demo-app/ios/1.0.3/rollback").unwrap_err().allow, Some("POST"));
         assert_eq!(parse("POST", "/api/tokens").unwrap(), Route::CreateToken);
         assert_eq!(parse("GET", "/api/tokens").unwrap(), Route::ListTokens);
         assert_eq!(
@@ -269,6 +291,8 @@ mod tests {
             ("GET", format!("/api/updates/a/ios/1/{id}")),
             ("DELETE", format!("/api/updates/a/ios/1/{id}")),
             ("DELETE", "/api/updates/a/ios/1".into()),
+            ("POST", "/api/updates/a/ios/1/rollback".into()),
+            ("POST", "/api/updates/a/ios/1/promote".into()),
             ("POST", "/api/tokens".into()),
             ("GET", "/api/tokens".into()),
             ("DELETE", "/api/tokens/0123456789abcdef".into()),

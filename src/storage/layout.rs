@@ -5,12 +5,21 @@
 //! <slug>/<platform>/<runtimeVersion>/files/<sha256 hex>          file bytes, immutable, R2-verified digest
 //! <slug>/<platform>/<runtimeVersion>/updates/<update id>.json    update record, immutable (manifest bytes inside)
 //! <slug>/<platform>/<runtimeVersion>/channels/<channel>.json     current update of a channel (a copy of its record)
+//! <slug>/<platform>/<runtimeVersion>/served/<channel>/<13-digit inverted ms>-<update id>
+//!                                                                what the channel served, newest first
+//! <slug>/runtimes/<platform>/<runtimeVersion>                    index: runtimes that got a commit
 //! ```
+//!
+//! `served/` entries are written only after the channel pointer moved, so a record whose commit
+//! died before its pointer write never appears there and is never promoted. The `runtimes/`
+//! index lets `list` skip runtimes that only hold uploads (a platform segment is `ios` or
+//! `android`, so it cannot collide with `runtimes`).
 
 use crate::validate::Platform;
 
 /// One app + platform + runtime version: the unit of compatibility.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Target {
     pub slug: String,
     pub platform: Platform,
@@ -39,10 +48,28 @@ impl Target {
     pub fn channels_prefix(&self) -> String {
         format!("{}channels/", self.prefix())
     }
+    pub fn served_prefix(&self, channel: &str) -> String {
+        format!("{}served/{channel}/", self.prefix())
+    }
+    /// Newest first: R2 lists keys in lexicographic order, so the time is inverted.
+    pub fn served_key(&self, channel: &str, created_ms: u64, update_id: &str) -> String {
+        format!("{}{:013}-{update_id}", self.served_prefix(channel), MAX_MS.saturating_sub(created_ms))
+    }
+    pub fn runtime_index_key(&self) -> String {
+        format!("{}{}/{}", runtime_index_prefix(&self.slug), self.platform, self.runtime_version)
+    }
     /// Path part of asset URLs; a file's URL is `<origin><this>/<sha256 hex>`.
     pub fn asset_path(&self) -> String {
         format!("/api/assets/{}/{}/{}", self.slug, self.platform, encode_segment(&self.runtime_version))
     }
+}
+
+/// The largest time a served-log key can carry (year 2286); keys stay 13 digits.
+const MAX_MS: u64 = 9_999_999_999_999;
+
+/// Where the index of committed runtimes of an app lives.
+pub fn runtime_index_prefix(slug: &str) -> String {
+    format!("{slug}/runtimes/")
 }
 
 /// runtimeVersion may contain `+ ( )`; keep URLs unambiguous by escaping `+`.
@@ -62,6 +89,9 @@ mod tests {
         assert_eq!(t.record_key("id"), "demo-app/ios/1.0.3/updates/id.json");
         assert_eq!(t.channel_key("production"), "demo-app/ios/1.0.3/channels/production.json");
         assert_eq!(t.asset_path(), "/api/assets/demo-app/ios/1.0.3");
+        assert_eq!(t.served_key("production", 1, "u"), "demo-app/ios/1.0.3/served/production/9999999999998-u");
+        assert!(t.served_key("production", 2, "a") < t.served_key("production", 1, "b"), "newest sorts first");
+        assert_eq!(t.runtime_index_key(), "demo-app/runtimes/ios/1.0.3");
         let plus = Target { runtime_version: "1+2".into(), ..t };
         assert_eq!(plus.asset_path(), "/api/assets/demo-app/ios/1%2B2");
     }

@@ -14,6 +14,8 @@ pub struct ObjectMeta {
     pub md5: Option<[u8; 16]>,
     pub content_type: Option<String>,
     pub custom: BTreeMap<String, String>,
+    /// When the object was written (ms since epoch): the garbage collector's grace period.
+    pub uploaded_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,6 +93,8 @@ pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, (ObjectMeta, Vec<u8>)>>,
     pub page_size: usize,
     version: Mutex<u64>,
+    /// The clock stamped on writes (`uploaded_ms`); tests move it to age objects.
+    now_ms: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryStore {
@@ -108,8 +112,16 @@ impl MemoryStore {
             md5: Some(d.md5),
             content_type: Some(content_type.into()),
             custom: BTreeMap::new(),
+            uploaded_ms: self.now(),
         };
         self.objects.lock().unwrap().insert(key.into(), (meta, bytes.to_vec()));
+    }
+    /// Sets the time stamped on later writes.
+    pub fn set_now(&self, ms: u64) {
+        self.now_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn now(&self) -> u64 {
+        self.now_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
@@ -151,6 +163,7 @@ impl ObjectStore for MemoryStore {
             md5: Some(d.md5),
             content_type: opts.content_type,
             custom: opts.custom,
+            uploaded_ms: self.now(),
         };
         objects.insert(key.into(), (meta.clone(), body));
         Ok(Some(meta))

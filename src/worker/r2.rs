@@ -17,6 +17,7 @@ fn meta(o: &Object) -> ObjectMeta {
         md5: sums.md5.and_then(|v| v.try_into().ok()),
         content_type: o.http_metadata().content_type,
         custom: o.custom_metadata().map(|m| m.into_iter().collect()).unwrap_or_default(),
+        uploaded_ms: o.uploaded().as_millis(),
     }
 }
 

@@ -1,0 +1,137 @@
+//! Deploy requests in the Worker: authenticate, rate-limit, then hand the request to the core's
+//! [`dispatch`] with R2, the app's Durable Object writer and the request body; then do what it
+//! returns (append the audit entry, drop stale cached pointers, run follow-up writes after the
+//! response). Nothing here decides who may do what.
+
+use super::r2::R2Store;
+use super::writer::DoWriter;
+use super::{header, internal, random16, reply_api, BUCKET, POINTERS};
+use crate::access::audit;
+use crate::access::auth::{self, Principal};
+use crate::access::tokens;
+use crate::config::Limits;
+use crate::deploy::dispatch::{self, Backend, Body};
+use crate::deploy::service::{Ctx, UploadHeaders};
+use crate::deploy::writer::{WriteOp, Writer};
+use crate::error::ApiError;
+use crate::http::route::Route;
+use crate::storage::store::ObjectMeta;
+use futures_util::StreamExt;
+use worker::{console_error, ByteStream, Context, Date, Env, Request, Response};
+
+struct WorkerBackend<'a> {
+    store: R2Store,
+    writer: DoWriter<'a>,
+}
+
+impl<'a> Backend for WorkerBackend<'a> {
+    type Store = R2Store;
+    type Writer = DoWriter<'a>;
+    fn store(&self) -> &R2Store {
+        &self.store
+    }
+    fn writer(&self) -> &DoWriter<'a> {
+        &self.writer
+    }
+}
+
+/// The request body: chunks for the core, or streamed straight into R2 for file uploads.
+struct WorkerBody<'r> {
+    req: &'r mut Request,
+    stream: Option<ByteStream>,
+    store: &'r R2Store,
+}
+
+impl Body for WorkerBody<'_> {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, ApiError>> {
+        if self.stream.is_none() {
+            self.stream = Some(self.req.stream().ok()?);
+        }
+        let next = self.stream.as_mut()?.next().await?;
+        Some(next.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}"))))
+    }
+    async fn store_file(&mut self, key: &str, up: &UploadHeaders, sha256: [u8; 32]) -> Result<ObjectMeta, ApiError> {
+        let body = self.req.inner().body().ok_or_else(|| ApiError::bad_request("empty body"))?;
+        let obj = self.store.put_stream(key, body, &up.content_type, sha256, up.md5).await?;
+        Ok(ObjectMeta { key: key.to_string(), size: obj.size(), ..Default::default() })
+    }
+}
+
+pub async fn serve(
+    route: Route,
+    query: &str,
+    req: &mut Request,
+    env: &Env,
+    wctx: &Context,
+    store: R2Store,
+    ctx: &Ctx<'_>,
+) -> Result<Response, ApiError> {
+    let who = authenticate(req, env, &store, ctx).await?;
+    rate_limit(env, &who).await?;
+    let backend = WorkerBackend { store, writer: DoWriter { env, origin: ctx.origin } };
+    // The body borrows the request mutably, so the core reads headers from a copy.
+    let headers = req.headers().clone();
+    let lookup = move |n: &str| headers.get(n).ok().flatten();
+    let request = dispatch::Request { route, query, header: &lookup };
+    let bucket = R2Store(env.bucket(BUCKET).map_err(internal)?);
+    let mut body = WorkerBody { req, stream: None, store: &bucket };
+    let done = dispatch::handle(&backend, &who, request, &mut body, ctx).await;
+    for prefix in &done.invalidate {
+        POINTERS.with(|c| c.borrow_mut().invalidate_prefix(prefix));
+    }
+    if let Some(entry) = done.audit {
+        if let Err(e) = audit::append(backend.store(), entry, ctx).await {
+            console_error!("{}", serde_json::json!({"event": "audit_write_failed", "error": e.message}));
+        }
+    }
+    if !done.after.is_empty() {
+        run_after(env.clone(), ctx.origin.to_string(), ctx.limits, done.after, wctx);
+    }
+    reply_api(done.reply?)
+}
+
+/// Follow-up writes (file collection) after the response; failures are logged, never surfaced.
+fn run_after(env: Env, origin: String, limits: Limits, ops: Vec<WriteOp>, wctx: &Context) {
+    wctx.wait_until(async move {
+        let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits, random: &random16 };
+        let writer = DoWriter { env: &env, origin: &origin };
+        for op in ops {
+            if let Err(e) = writer.write(op, &ctx).await {
+                console_error!("{}", serde_json::json!({"event": "follow_up_write_failed", "error": e.message}));
+            }
+        }
+    });
+}
+
+/// ADMIN_TOKEN, or a scoped token looked up by its id and checked against its digest.
+async fn authenticate(req: &Request, env: &Env, store: &R2Store, ctx: &Ctx<'_>) -> Result<Principal, ApiError> {
+    let admin = env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string());
+    let admin = auth::admin_secret(admin.as_deref())?;
+    let authorization = header(req, "authorization");
+    let given = auth::bearer(authorization.as_deref())?;
+    if auth::is_admin(given, admin) {
+        return Ok(Principal::Admin);
+    }
+    let id = auth::token_id(given).ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+    let found = tokens::lookup(store, id).await?;
+    let etag = found.as_ref().map(|(_, e)| e.clone());
+    let record = auth::verify_token(given, found.map(|(r, _)| r), ctx.now_ms)?;
+    if let Some(etag) = etag {
+        // Coarse "last used": at most one write per token per hour.
+        tokens::touch(store, record.clone(), etag, ctx.now_ms).await?;
+    }
+    Ok(Principal::Token(Box::new(record)))
+}
+
+/// Deploy operations are rate limited per credential by the DEPLOY_RATE_LIMITER binding (when
+/// configured); manifest and asset reads never are.
+async fn rate_limit(env: &Env, who: &Principal) -> Result<(), ApiError> {
+    let Ok(limiter) = env.rate_limiter("DEPLOY_RATE_LIMITER") else { return Ok(()) };
+    let key = who.actor().0;
+    match limiter.limit(key).await {
+        Ok(o) if !o.success => {
+            Err(ApiError::new(429, "too many deploy requests for this token; retry in a minute (DEPLOY_RATE_LIMITER)"))
+        }
+        _ => Ok(()),
+    }
+}
