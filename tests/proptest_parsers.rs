@@ -332,7 +332,7 @@ proptest! {
                         prop_assert!(validate::slug(slug).is_ok());
                         check_key_segment(slug)?;
                     }
-                    Route::PublishPrepare { target } | Route::PublishCommit { target } | Route::DeleteRuntime { target } => check_target(target)?,
+                    Route::PublishPrepare { target } | Route::PublishCommit { target } | Route::DeleteRuntime { target } | Route::Rollback { target } | Route::Promote { target } => check_target(target)?,
                     Route::UploadFile { target, sha256 } => {
                         check_target(target)?;
                         check_sha(sha256)?;

@@ -378,3 +378,312 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Reply, ApiError> {
     let body = serde_json::to_vec(body).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Reply { status, headers: vec![("content-type", "application/json".into())], body })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::auth::{Scope, TokenInfo, TokenRecord};
+    use crate::deploy::testing::{self, BytesBody, MemoryBackend};
+    use crate::protocol::hash::Digests;
+    use crate::storage::store::MemoryStore;
+
+    const OWN: &str = "own-app";
+    const OTHER: &str = "other-app";
+    const V1: [(&[u8], &str); 2] = [(b"bundle-1", "bundle"), (b"shared", "png")];
+
+    /// Two apps, each with one update on production; returns the store and their update ids.
+    fn seeded() -> (MemoryStore, [String; 2]) {
+        let store = MemoryStore::new();
+        let ids = [(OWN, 1), (OTHER, 2)].map(|(slug, n)| {
+            let t = testing::target(slug);
+            testing::upload(&store, &t, &V1);
+            let body = testing::manifest_with_id(&t, &V1, 1_000, "production", [n; 16]);
+            let c = pollster::block_on(service::commit(
+                &store,
+                &t,
+                testing::commit_request(body, "production"),
+                &testing::ctx(1_000),
+            ))
+            .unwrap();
+            c.id
+        });
+        (store, ids)
+    }
+
+    fn token(scope: Scope, apps: &[&str], all_apps: bool) -> Principal {
+        Principal::Token(Box::new(TokenRecord {
+            hash: String::new(),
+            info: TokenInfo {
+                id: "0123456789abcdef".into(),
+                name: "ci".into(),
+                apps: apps.iter().map(|a| a.to_string()).collect(),
+                all_apps,
+                scopes: vec![scope],
+                created_at: "2026-01-01T00:00:00.000Z".into(),
+                expires_at: None,
+                revoked_at: None,
+                last_used_at: None,
+            },
+        }))
+    }
+
+    /// One deploy request on `slug`: route, query, body, headers, the scope it needs (None:
+    /// ADMIN_TOKEN only) and the status it gets when allowed.
+    struct Case {
+        name: &'static str,
+        route: Route,
+        query: String,
+        body: Vec<u8>,
+        headers: Vec<(&'static str, String)>,
+        scope: Option<Scope>,
+        ok: u16,
+    }
+
+    fn cases(slug: &str, update_id: &str) -> Vec<Case> {
+        let t = testing::target(slug);
+        let new_file = b"new-file";
+        let new_sha = Digests::of(new_file).sha256_hex();
+        let commit = CommitRequest { manifest: testing::manifest(&t, &V1, 2_000, "production"), ..Default::default() };
+        let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+        let case = |name, route, query: &str, body, scope, ok| Case {
+            name,
+            route,
+            query: query.to_string(),
+            body,
+            headers: Vec::new(),
+            scope,
+            ok,
+        };
+        vec![
+            case(
+                "prepare",
+                Route::PublishPrepare { target: t.clone() },
+                "",
+                json(serde_json::json!({"files": [new_sha]})),
+                Some(Scope::Publish),
+                200,
+            ),
+            Case {
+                headers: vec![("content-length", new_file.len().to_string()), ("content-type", "image/png".into())],
+                ..case(
+                    "upload",
+                    Route::UploadFile { target: t.clone(), sha256: new_sha.clone() },
+                    "",
+                    new_file.to_vec(),
+                    Some(Scope::Publish),
+                    201,
+                )
+            },
+            case(
+                "commit",
+                Route::PublishCommit { target: t.clone() },
+                "",
+                serde_json::to_vec(&commit).unwrap(),
+                Some(Scope::Publish),
+                201,
+            ),
+            // No content type: an allowed caller learns that (415); a refused one never gets that far.
+            case("form publish", Route::PublishForm { slug: slug.into() }, "", Vec::new(), Some(Scope::Publish), 415),
+            case(
+                "rollback",
+                Route::Rollback { target: t.clone() },
+                "",
+                json(serde_json::json!({"to": "embedded"})),
+                Some(Scope::Rollback),
+                201,
+            ),
+            case(
+                "promote",
+                Route::Promote { target: t.clone() },
+                "",
+                json(serde_json::json!({"updateId": update_id, "toChannel": "staging"})),
+                Some(Scope::Rollback),
+                201,
+            ),
+            case("list", Route::ListUpdates, &format!("slug={slug}"), Vec::new(), Some(Scope::Read), 200),
+            case(
+                "get",
+                Route::GetUpdate { target: t.clone(), id: update_id.into() },
+                "",
+                Vec::new(),
+                Some(Scope::Read),
+                200,
+            ),
+            case("audit of app", Route::Audit, &format!("slug={slug}"), Vec::new(), Some(Scope::Read), 200),
+            case(
+                "delete update",
+                Route::DeleteUpdate { target: t.clone(), id: update_id.into() },
+                "",
+                Vec::new(),
+                Some(Scope::Delete),
+                200,
+            ),
+            case(
+                "delete runtime",
+                Route::DeleteRuntime { target: t.clone() },
+                "",
+                Vec::new(),
+                Some(Scope::Delete),
+                200,
+            ),
+            case(
+                "token create",
+                Route::CreateToken,
+                "",
+                json(serde_json::json!({"name": "x", "apps": [slug], "scopes": ["read"]})),
+                None,
+                201,
+            ),
+            case("token list", Route::ListTokens, "", Vec::new(), None, 200),
+            case("token revoke", Route::RevokeToken { id: "fedcba9876543210".into() }, "", Vec::new(), None, 404),
+            case("audit of every app", Route::Audit, "", Vec::new(), None, 200),
+        ]
+    }
+
+    fn run_case(who: &Principal, c: Case) -> (Handled, Vec<String>, Vec<String>) {
+        let (store, _) = seeded();
+        let before = store.keys();
+        let backend = MemoryBackend::new(store);
+        let headers = c.headers;
+        let header = move |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
+        let req = Request { route: c.route, query: &c.query, header: &header };
+        let mut body = BytesBody { bytes: Some(c.body), store: backend.store() };
+        let done = pollster::block_on(handle(&backend, who, req, &mut body, &testing::ctx(5_000)));
+        let after = backend.store().keys();
+        (done, before, after)
+    }
+
+    #[test]
+    fn authorization_every_route_every_scope_every_app_exact_status() {
+        let (_, ids) = seeded();
+        let mut principals: Vec<(String, Principal)> = vec![("admin".into(), Principal::Admin)];
+        for scope in [Scope::Publish, Scope::Rollback, Scope::Delete, Scope::Read] {
+            principals.push((format!("{scope:?} on {OWN}"), token(scope, &[OWN], false)));
+            principals.push((format!("{scope:?} on all apps"), token(scope, &[], true)));
+        }
+        let mut checked = 0;
+        for (who_name, who) in &principals {
+            for (slug, id) in [(OWN, &ids[0]), (OTHER, &ids[1])] {
+                for c in cases(slug, id) {
+                    let allowed = match who {
+                        Principal::Admin => true,
+                        Principal::Token(t) => {
+                            c.scope.is_some_and(|s| t.scopes.contains(&s))
+                                && (t.all_apps || t.apps.iter().any(|a| a == slug))
+                        }
+                    };
+                    let (name, ok) = (c.name, c.ok);
+                    let (done, before, after) = run_case(who, c);
+                    let got = match &done.reply {
+                        Ok(r) => r.status,
+                        Err(e) => e.status,
+                    };
+                    let want = if allowed { ok } else { 403 };
+                    assert_eq!(
+                        got, want,
+                        "{name} on {slug} by {who_name}: expected {want}, got {got} ({:?})",
+                        done.reply
+                    );
+                    if !allowed {
+                        assert_eq!(before, after, "{name} on {slug} by {who_name} was refused but changed storage");
+                    }
+                    // Refused writes are audited too, with the refusal's status.
+                    if let Some(entry) = &done.audit {
+                        assert_eq!(entry.status, got, "{name}: audit status");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 9 * 2 * 15);
+    }
+
+    #[test]
+    fn audit_entries_cover_every_write_and_only_writes() {
+        let (_, ids) = seeded();
+        for c in cases(OWN, &ids[0]) {
+            let name = c.name;
+            let writes = matches!(
+                c.route,
+                Route::PublishCommit { .. }
+                    | Route::PublishForm { .. }
+                    | Route::Rollback { .. }
+                    | Route::Promote { .. }
+                    | Route::DeleteUpdate { .. }
+                    | Route::DeleteRuntime { .. }
+                    | Route::CreateToken
+                    | Route::RevokeToken { .. }
+            );
+            let (done, _, _) = run_case(&Principal::Admin, c);
+            assert_eq!(done.audit.is_some(), writes, "{name}");
+        }
+    }
+
+    #[test]
+    fn invalidation_follows_the_written_runtime() {
+        let (_, ids) = seeded();
+        let t = testing::target(OWN);
+        for c in cases(OWN, &ids[0]) {
+            let name = c.name;
+            let want: Vec<String> = match &c.route {
+                Route::PublishCommit { .. }
+                | Route::Rollback { .. }
+                | Route::Promote { .. }
+                | Route::DeleteUpdate { .. }
+                | Route::DeleteRuntime { .. } => vec![t.prefix()],
+                Route::PublishForm { .. } => vec![format!("{OWN}/")],
+                _ => vec![],
+            };
+            let (done, _, _) = run_case(&Principal::Admin, c);
+            assert_eq!(done.invalidate, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn delete_update_schedules_file_collection() {
+        let (_, ids) = seeded();
+        let c = cases(OWN, &ids[0]).into_iter().find(|c| c.name == "delete update").unwrap();
+        let (done, _, _) = run_case(&Principal::Admin, c);
+        assert_eq!(done.after, vec![WriteOp::CollectFiles { target: testing::target(OWN) }]);
+    }
+
+    #[test]
+    fn revoke_with_malformed_id_never_reaches_the_audit_log_verbatim() {
+        let raw = "../../x\u{1b}[2J";
+        let c = Case {
+            name: "revoke",
+            route: Route::RevokeToken { id: raw.into() },
+            query: String::new(),
+            body: Vec::new(),
+            headers: Vec::new(),
+            scope: None,
+            ok: 404,
+        };
+        let (done, _, _) = run_case(&token(Scope::Read, &[OWN], false), c);
+        let entry = done.audit.unwrap();
+        assert_eq!((entry.status, entry.token_id), (403, None));
+    }
+
+    #[test]
+    fn commit_carrying_republished_from_is_refused() {
+        let (_, ids) = seeded();
+        let t = testing::target(OWN);
+        let commit = CommitRequest {
+            manifest: testing::manifest(&t, &V1, 2_000, "production"),
+            republished_from: Some(ids[0].clone()),
+            ..Default::default()
+        };
+        let c = Case {
+            name: "commit",
+            route: Route::PublishCommit { target: t },
+            query: String::new(),
+            body: serde_json::to_vec(&commit).unwrap(),
+            headers: Vec::new(),
+            scope: Some(Scope::Publish),
+            ok: 400,
+        };
+        let (done, before, after) = run_case(&Principal::Admin, c);
+        assert_eq!(done.reply.unwrap_err().status, 400);
+        assert_eq!(before, after);
+    }
+}

@@ -97,3 +97,94 @@ pub async fn next_runtimes<S: ObjectStore>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::service;
+    use crate::deploy::testing::{self, PausingStore};
+    use crate::protocol::hash::Digests;
+    use crate::storage::store::MemoryStore;
+
+    const V1: [(&[u8], &str); 1] = [(b"bundle-1", "bundle")];
+
+    /// Review finding: uploads under runtimes that never get a commit slowed `list` (300 junk
+    /// runtimes: 0.03 s → 2 s). They are not in the runtime index, so `list` costs the same with
+    /// or without them, and collection removes their files after the grace period.
+    #[test]
+    fn junk_runtimes_cost_list_nothing_and_are_collected() {
+        let store = PausingStore::new(MemoryStore::new());
+        let t = testing::target("demo-app");
+        testing::upload(&store.inner, &t, &V1);
+        let body = testing::manifest(&t, &V1, 1_000, "production");
+        pollster::block_on(service::commit(
+            &store.inner,
+            &t,
+            testing::commit_request(body, "production"),
+            &testing::ctx(1_000),
+        ))
+        .unwrap();
+        let cost = |s: &PausingStore<MemoryStore>| {
+            let before = s.attempts();
+            let l = pollster::block_on(service::list(s, "demo-app")).unwrap();
+            (l.runtimes.len(), s.attempts() - before)
+        };
+        cost(&store); // the app's first list completes its index once
+        let (runtimes, clean_cost) = cost(&store);
+        assert_eq!(runtimes, 1);
+        for i in 0..300 {
+            let junk = Target { runtime_version: format!("junk-{i}"), ..t.clone() };
+            store.inner.put_file(&junk.file_key(&format!("{i:064}")), b"x", "x");
+        }
+        assert_eq!(cost(&store), (1, clean_cost), "junk runtimes changed what list reads");
+        let junk = Target { runtime_version: "junk-7".into(), ..t.clone() };
+        assert_eq!(pollster::block_on(collect_files(&store.inner, &junk, 1_000, GRACE_MS)).unwrap().deleted_files, 0);
+        assert_eq!(
+            pollster::block_on(collect_files(&store.inner, &junk, GRACE_MS, GRACE_MS)).unwrap().deleted_files,
+            1
+        );
+        // The committed runtime keeps its named file whatever its age.
+        let c = pollster::block_on(collect_files(&store.inner, &t, 10 * GRACE_MS, GRACE_MS)).unwrap();
+        assert_eq!(c, Collected { deleted_files: 0, kept_files: 1 });
+        assert!(store.inner.bytes(&t.file_key(&Digests::of(b"bundle-1").sha256_hex())).is_some());
+    }
+
+    #[test]
+    fn list_of_an_app_published_before_the_index_backfills_once() {
+        let store = MemoryStore::new();
+        let t = testing::target("old-app");
+        testing::upload(&store, &t, &V1);
+        let body = testing::manifest(&t, &V1, 1_000, "production");
+        pollster::block_on(service::commit(
+            &store,
+            &t,
+            testing::commit_request(body, "production"),
+            &testing::ctx(1_000),
+        ))
+        .unwrap();
+        // As an older server left it: no index.
+        let index: Vec<String> = store.keys().into_iter().filter(|k| k.starts_with("old-app/runtimes")).collect();
+        pollster::block_on(store.delete(&index)).unwrap();
+        let l = pollster::block_on(service::list(&store, "old-app")).unwrap();
+        assert_eq!(l.runtimes.len(), 1);
+        assert!(store.keys().contains(&t.runtime_index_key()));
+        assert_eq!(pollster::block_on(service::latest_created(&store, &t)).unwrap(), Some(1_000));
+    }
+
+    #[test]
+    fn next_runtimes_pages_through_apps_and_skips_system_keys() {
+        let store = MemoryStore::new();
+        store.put_file("_system/tokens/x.json", b"{}", "x");
+        for slug in ["a-app", "b-app", "c-app"] {
+            for rv in ["1", "2"] {
+                let t = Target { runtime_version: rv.into(), ..testing::target(slug) };
+                store.put_file(&t.file_key("00"), b"x", "x");
+            }
+        }
+        let (first, next) = pollster::block_on(next_runtimes(&store, None, 3)).unwrap();
+        assert_eq!(first.iter().map(|t| t.slug.as_str()).collect::<Vec<_>>(), ["a-app", "a-app", "b-app", "b-app"]);
+        assert_eq!(next.as_deref(), Some("b-app"));
+        let (rest, next) = pollster::block_on(next_runtimes(&store, next.as_deref(), 3)).unwrap();
+        assert_eq!((rest.len(), rest[0].slug.as_str(), next), (2, "c-app", None));
+    }
+}

@@ -9,4 +9,6 @@ pub mod formpublish;
 pub mod gc;
 pub mod release;
 pub mod service;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod writer;

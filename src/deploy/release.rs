@@ -347,3 +347,159 @@ pub fn installed(r: &ReleaseResponse) -> Option<&CommitResponse> {
         ReleaseResponse::ToSign(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::api::PromoteRequest;
+    use crate::deploy::testing;
+    use crate::storage::store::MemoryStore;
+
+    const A: [(&[u8], &str); 1] = [(b"bundle-a", "bundle")];
+    const B: [(&[u8], &str); 1] = [(b"bundle-b", "bundle")];
+    const C: [(&[u8], &str); 1] = [(b"bundle-c", "bundle")];
+
+    /// production: p1 (1s), p2 (3s), p3 (5s, current); staging: s1 (2s), s2 (4s), s3 (6s, current).
+    fn history() -> (MemoryStore, Target, Vec<CommitResponse>) {
+        let store = MemoryStore::new();
+        let t = testing::target("demo-app");
+        for f in [A, B, C] {
+            testing::upload(&store, &t, &f);
+        }
+        let mut out = Vec::new();
+        for (i, (files, channel)) in
+            [(A, "production"), (A, "staging"), (B, "production"), (B, "staging"), (C, "production"), (C, "staging")]
+                .into_iter()
+                .enumerate()
+        {
+            let ms = (i as u64 + 1) * 1_000;
+            let body = testing::manifest(&t, &files, ms, channel);
+            let c = pollster::block_on(service::commit(
+                &store,
+                &t,
+                testing::commit_request(body, channel),
+                &testing::ctx(ms),
+            ));
+            out.push(c.unwrap());
+        }
+        (store, t, out)
+    }
+
+    fn installed_from(r: Result<ReleaseResponse, ApiError>) -> CommitResponse {
+        match r {
+            Ok(ReleaseResponse::Installed(c)) => c,
+            other => panic!("expected an install, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rollback_previous_walks_back_its_own_channel_only() {
+        let (store, t, h) = history();
+        let (p1, p2) = (&h[0], &h[2]);
+        let rb = |now| pollster::block_on(rollback(&store, &t, RollbackRequest::default(), &testing::ctx(now)));
+        let r1 = installed_from(rb(10_000));
+        assert_eq!(r1.republished_from.as_deref(), Some(p2.id.as_str()), "not staging's newer s2/s3");
+        assert_eq!(r1.channel, "production");
+        let r2 = installed_from(rb(11_000));
+        assert_eq!(r2.republished_from.as_deref(), Some(p1.id.as_str()), "repeated rollbacks walk back");
+        assert_eq!(rb(12_000).unwrap_err().status, 422, "nothing before p1");
+        // Staging untouched.
+        let s = pollster::block_on(current(&store, &t, "staging")).unwrap().unwrap();
+        assert_eq!(s.id, h[5].id);
+    }
+
+    #[test]
+    fn delete_current_promotes_what_its_channel_served_before() {
+        let (store, t, h) = history();
+        let d = pollster::block_on(service::delete_update(&store, &t, &h[4].id, &testing::ctx(10_000))).unwrap();
+        let p = d.promoted.unwrap();
+        assert_eq!(
+            p.republished_from.as_deref(),
+            Some(h[2].id.as_str()),
+            "p2, not p1 (older) nor s3 (newer, other channel)"
+        );
+        assert_eq!(p.channel, "production");
+        // Deleting a non-current update of another channel promotes nothing.
+        let d = pollster::block_on(service::delete_update(&store, &t, &h[3].id, &testing::ctx(11_000))).unwrap();
+        assert!(d.promoted.is_none());
+    }
+
+    #[test]
+    fn rollback_to_embedded_and_to_an_update_id() {
+        let (store, t, h) = history();
+        let req =
+            RollbackRequest { to: Some("embedded".into()), channel: Some("staging".into()), ..Default::default() };
+        let e = installed_from(pollster::block_on(rollback(&store, &t, req, &testing::ctx(10_000))));
+        assert_eq!((e.kind, e.channel.as_str()), (RecordKind::RollBackToEmbedded, "staging"));
+        let req =
+            RollbackRequest { to: Some(h[1].id.to_uppercase()), channel: Some("staging".into()), ..Default::default() };
+        let r = installed_from(pollster::block_on(rollback(&store, &t, req, &testing::ctx(11_000))));
+        assert_eq!(r.republished_from.as_deref(), Some(h[1].id.as_str()));
+        let req = RollbackRequest { to: Some(e.id.clone()), ..Default::default() };
+        assert_eq!(pollster::block_on(rollback(&store, &t, req, &testing::ctx(12_000))).unwrap_err().status, 422);
+    }
+
+    #[test]
+    fn promote_republishes_onto_the_target_channel_with_its_metadata() {
+        let (store, t, h) = history();
+        let req = PromoteRequest {
+            from_channel: Some("staging".into()),
+            to_channel: "production".into(),
+            ..Default::default()
+        };
+        let p = installed_from(pollster::block_on(promote(&store, &t, req, &testing::ctx(10_000))));
+        assert_eq!((p.republished_from.as_deref(), p.channel.as_str()), (Some(h[5].id.as_str()), "production"));
+        let served = pollster::block_on(current(&store, &t, "production")).unwrap().unwrap();
+        let m: manifest::Manifest = serde_json::from_str(&served.body).unwrap();
+        assert_eq!(m.metadata.get("channel").map(String::as_str), Some("production"));
+        assert_eq!(m.id, p.id);
+        let same =
+            PromoteRequest { update_id: Some(h[4].id.clone()), to_channel: "production".into(), ..Default::default() };
+        assert_eq!(pollster::block_on(promote(&store, &t, same, &testing::ctx(11_000))).unwrap_err().status, 400);
+    }
+
+    /// The rollback scope must not be able to install new bytes: a signed body is accepted only
+    /// when it is exactly what the server builds from the stored record.
+    #[test]
+    fn signed_release_accepts_only_the_body_the_server_builds() {
+        let (store, t, h) = history();
+        let before = store.keys();
+        let prepare =
+            RollbackRequest { signed: SignedBody { prepare_only: true, ..Default::default() }, ..Default::default() };
+        let to_sign = match pollster::block_on(rollback(&store, &t, prepare, &testing::ctx(10_000))).unwrap() {
+            ReleaseResponse::ToSign(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(store.keys(), before, "prepareOnly writes nothing");
+        assert_eq!(to_sign.republished_from.as_deref(), Some(h[2].id.as_str()));
+        let sig = "c2lnbmF0dXJl".to_string();
+        let send = |body: String, now| {
+            let req = RollbackRequest {
+                expected_current: Some(h[4].id.clone()),
+                signed: SignedBody {
+                    body: Some(body),
+                    signature: Some(sig.clone()),
+                    key_id: Some("main".into()),
+                    prepare_only: false,
+                },
+                ..Default::default()
+            };
+            pollster::block_on(rollback(&store, &t, req, &testing::ctx(now)))
+        };
+        // A body naming other bytes (another update's launch asset) is refused.
+        let tampered = to_sign.body.replace(
+            &crate::protocol::hash::Digests::of(b"bundle-b").sha256_base64url(),
+            &crate::protocol::hash::Digests::of(b"bundle-c").sha256_base64url(),
+        );
+        assert_ne!(tampered, to_sign.body);
+        assert_eq!(send(tampered, 10_500).unwrap_err().status, 422);
+        let mut extra: serde_json::Value = serde_json::from_str(&to_sign.body).unwrap();
+        extra["extra"]["injected"] = serde_json::json!(true);
+        assert_eq!(send(extra.to_string(), 10_500).unwrap_err().status, 422);
+        assert_eq!(store.keys(), before);
+        let done = installed_from(send(to_sign.body.clone(), 10_500));
+        assert!(done.signed);
+        let served = pollster::block_on(current(&store, &t, "production")).unwrap().unwrap();
+        assert_eq!((served.body, served.signature), (to_sign.body, Some(sig.clone())));
+    }
+}
