@@ -87,8 +87,11 @@ pub struct AuditArgs {
     #[arg(long)]
     pub since: Option<String>,
     /// At most this many entries (the newest), up to 1000.
-    #[arg(long, default_value_t = 100)]
-    pub limit: usize,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
+    /// Older entries: the cursor a previous page printed (`nextCursor` with --json).
+    #[arg(long)]
+    pub before: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,6 @@ fn main() -> ExitCode {
 /// One line on stderr: the whole context chain, e.g. `error: commit demo-app/ios/1.0.3: HTTP 409: …`.
 fn fail(e: &anyhow::Error) -> ExitCode {
     let msg = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
-    eprintln!("error: {msg}");
+    eprintln!("error: {}", printer::escape_for_terminal(&msg));
     ExitCode::FAILURE
 }

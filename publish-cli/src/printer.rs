@@ -1,5 +1,8 @@
 //! Output. Human text goes to stdout, progress bars and warnings to stderr; with `--json` stdout
 //! carries exactly one JSON object so scripts can parse it, and nothing else is printed there.
+//! Whatever is printed passes through [`escape_for_terminal`] (JSON through its JSON-preserving
+//! twin): text from the server can never move the cursor, clear the screen, retitle the window
+//! or reorder a line, whichever print path it takes.
 
 use crate::export::{LocalFile, PlatformExport};
 use expo_ota::deploy::api::CommitResponse;
@@ -123,6 +126,53 @@ pub struct MovedList {
     pub updates: Vec<MovedReport>,
 }
 
+/// True for what a terminal interprets or hides rather than shows: C0 and C1 controls (ESC,
+/// CR, NUL, BEL, CSI U+009B …), DEL, bidi embeddings/overrides/isolates/marks (U+202A–U+202E,
+/// U+2066–U+2069, U+200E, U+200F, U+061C), line and paragraph separators and the BOM.
+pub fn is_terminal_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+                | '\u{2028}' | '\u{2029}' | '\u{FEFF}'
+        )
+}
+
+/// `s` with every [`is_terminal_unsafe`] character shown as an escape: `\x1b` below U+0080,
+/// `\u{202e}` above. Everything else, `\` included, is printed as is (so the output is
+/// readable; a literal `\x1b` sent as text looks the same but does nothing). Idempotent.
+pub fn escape_for_terminal(s: &str) -> String {
+    if !s.chars().any(is_terminal_unsafe) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            c if !is_terminal_unsafe(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    out
+}
+
+/// Pretty JSON of `value` with every terminal-unsafe character inside its strings written as a
+/// `\uXXXX` escape: the same JSON value, safe to print. (serde_json already escapes C0
+/// controls; DEL, C1 controls and bidi characters it writes raw. Outside strings a pretty JSON
+/// text only holds printable ASCII, spaces and newlines, and every unsafe character is in the BMP.)
+pub fn json_for_terminal<T: Serialize>(value: &T) -> String {
+    let raw = serde_json::to_string_pretty(value).expect("report serializes");
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c != '\n' && is_terminal_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub struct Printer {
     json: bool,
     progress: bool,
@@ -137,19 +187,20 @@ impl Printer {
         self.json
     }
 
-    /// A human line on stdout; silent in `--json` mode.
+    /// A human line on stdout, escaped; silent in `--json` mode.
     pub fn line(&self, s: impl AsRef<str>) {
         if !self.json {
-            println!("{}", s.as_ref());
+            println!("{}", escape_for_terminal(s.as_ref()));
         }
     }
 
     pub fn warn(&self, s: impl AsRef<str>) {
-        eprintln!("warning: {}", s.as_ref());
+        eprintln!("warning: {}", escape_for_terminal(s.as_ref()));
     }
 
+    /// The one JSON object of `--json` mode, with terminal-unsafe characters as `\uXXXX`.
     pub fn emit<T: Serialize>(&self, value: &T) {
-        println!("{}", serde_json::to_string_pretty(value).expect("report serializes"));
+        println!("{}", json_for_terminal(value));
     }
 
     /// A byte progress bar on stderr, or a hidden one when that is not a terminal.
@@ -263,6 +314,31 @@ mod tests {
         assert_eq!(u["launchAsset"]["hash"], "1_r2KCDxDoP-07alKp77j-BlZsSLZ8k1oo9VNznGPUU");
         assert_eq!(u["launchAsset"]["bytes"], 1_762_697);
         assert_eq!(u["wouldUpload"][0]["sha256"], "00");
+    }
+
+    #[test]
+    fn escape_for_terminal_shows_controls_and_bidi_as_escapes() {
+        assert_eq!(escape_for_terminal("plain ünïcödé 😀 \\ path"), "plain ünïcödé 😀 \\ path");
+        assert_eq!(escape_for_terminal("\u{1b}[2J"), "\\x1b[2J");
+        assert_eq!(escape_for_terminal("a\r\nb\0\t\u{7}\u{7f}"), "a\\x0d\\x0ab\\x00\\x09\\x07\\x7f");
+        assert_eq!(escape_for_terminal("\u{9b}31m"), "\\u{9b}31m", "C1 CSI");
+        for c in ['\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}', '\u{200f}', '\u{2028}', '\u{feff}'] {
+            let e = escape_for_terminal(&format!("x{c}y"));
+            assert_eq!(e, format!("x\\u{{{:x}}}y", c as u32));
+        }
+        let hostile = "\u{1b}]0;title\u{7}\u{202e}gnp.exe\r";
+        let once = escape_for_terminal(hostile);
+        assert!(!once.chars().any(is_terminal_unsafe), "{once}");
+        assert_eq!(escape_for_terminal(&once), once, "idempotent");
+    }
+
+    #[test]
+    fn json_for_terminal_is_the_same_json_without_unsafe_characters() {
+        let v = serde_json::json!({"error": "\u{1b}[2J\u{202e}abc\u{9b}\u{7f}\n", "n": [1, 2]});
+        let printed = json_for_terminal(&v);
+        assert!(!printed.chars().any(|c| c != '\n' && is_terminal_unsafe(c)), "{printed}");
+        assert!(printed.contains("\\u202e") && printed.contains("\\u001b"), "{printed}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&printed).unwrap(), v);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use crate::cli::{AuditArgs, ServerArgs, TokenCommand};
 use crate::printer::Printer;
 use crate::upload::Client;
 use anyhow::{bail, Result};
+use expo_ota::access::audit::AuditList;
 use expo_ota::access::tokens::{CreateTokenRequest, TokenInfo};
 use expo_ota::{access::auth, protocol::time};
 
@@ -73,15 +74,24 @@ fn describe(t: &TokenInfo) -> String {
     format!("{}  {}  apps: {apps}  scopes: {}  {state}  last used: {used}", t.id, t.name, scopes.join(","))
 }
 
+/// One page of the audit log, newest first, then how to reach older entries. Every field came
+/// from the server: the printer escapes what a terminal would interpret.
 pub async fn audit(a: AuditArgs, out: &Printer) -> Result<()> {
     let since = a.since.as_deref().map(|s| since(s, now_ms())).transpose()?;
-    let list = client(&a.server)?.audit(a.slug.as_deref(), since.as_deref(), a.limit).await?;
+    let list =
+        client(&a.server)?.audit(a.slug.as_deref(), since.as_deref(), a.before.as_deref(), a.limit.into()).await?;
     if out.json() {
         out.emit(&list);
         return Ok(());
     }
+    audit_lines(&list).iter().for_each(|l| out.line(l));
+    Ok(())
+}
+
+fn audit_lines(list: &AuditList) -> Vec<String> {
+    let mut lines = Vec::new();
     if list.entries.is_empty() {
-        out.line("no audit entries");
+        lines.push("no audit entries".to_string());
     }
     for e in &list.entries {
         let who = e.actor_name.as_ref().map_or(e.actor.clone(), |n| format!("{} ({n})", e.actor));
@@ -90,12 +100,19 @@ pub async fn audit(a: AuditArgs, out: &Printer) -> Result<()> {
             .flatten()
             .collect::<Vec<_>>()
             .join(" ");
-        let ids = if e.update_ids.is_empty() { String::new() } else { format!(" updates {}", e.update_ids.join(",")) };
+        let mut ids =
+            if e.update_ids.is_empty() { String::new() } else { format!(" updates {}", e.update_ids.join(",")) };
+        if e.omitted_update_ids > 0 {
+            ids.push_str(&format!(" (+{} more)", e.omitted_update_ids));
+        }
         let token = e.token_id.as_ref().map(|t| format!(" token {t}")).unwrap_or_default();
         let err = e.error.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
-        out.line(format!("{}  {}  {who}  {}  {target}{ids}{token}{err}", e.at, e.status, e.action));
+        lines.push(format!("{}  {}  {who}  {}  {target}{ids}{token}{err}", e.at, e.status, e.action));
     }
-    Ok(())
+    if let Some(c) = &list.next_cursor {
+        lines.push(format!("older entries: --before {c}"));
+    }
+    lines
 }
 
 /// `--since` as the server's time format: an absolute time as is, or `7d`/`12h` back from now.
@@ -193,6 +210,35 @@ mod tests {
             "read"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn audit_lines_show_every_field_and_the_next_cursor() {
+        use expo_ota::access::audit::AuditEntry;
+        let e = AuditEntry {
+            at: "2026-01-01T00:00:00.000Z".into(),
+            actor: "0123456789abcdef".into(),
+            actor_name: Some("ci".into()),
+            action: "publish".into(),
+            slug: Some("demo-app".into()),
+            platform: Some("ios".into()),
+            runtime_version: Some("1.0.3".into()),
+            channel: Some("production".into()),
+            update_ids: vec!["u1".into()],
+            omitted_update_ids: 2,
+            status: 409,
+            error: Some("conflict".into()),
+            ..Default::default()
+        };
+        let list = AuditList { entries: vec![e], next_cursor: Some("9999999999999-00000000".into()) };
+        assert_eq!(
+            audit_lines(&list),
+            [
+                "2026-01-01T00:00:00.000Z  409  0123456789abcdef (ci)  publish  demo-app ios 1.0.3 production updates u1 (+2 more): conflict",
+                "older entries: --before 9999999999999-00000000"
+            ]
+        );
+        assert_eq!(audit_lines(&AuditList::default()), ["no audit entries"]);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! HTTP client for the deploy API. Every call goes through one retry loop: 429, 5xx and
 //! connection failures are transient (the Worker or R2 hiccuped), any other 4xx is the caller's
-//! mistake and retrying it would only repeat the error.
+//! mistake and retrying it would only repeat the error. No answer is trusted for its size: every
+//! body is read through [`read_capped`], which refuses one over its limit before allocating it
+//! (a declared Content-Length) or as soon as it grows past it (a stream), so a hostile or
+//! broken server cannot make the CLI exhaust memory.
 
 use crate::export::LocalFile;
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,6 +19,36 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Largest JSON answer the CLI reads (the longest, a list of every update of an app, stays far
+/// below it).
+pub const MAX_JSON_RESPONSE_BYTES: usize = 16 << 20;
+/// Largest manifest-check answer read when verifying a publish: a multipart body holding the
+/// manifest the CLI committed (the server caps that at MAX_JSON_BYTES, 1 MiB by default) and
+/// its extensions.
+pub const MAX_MANIFEST_RESPONSE_BYTES: usize = 16 << 20;
+/// Of an error answer only this much is read: its message is shown as one line anyway.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// The body of `resp`, refused with an error naming the limit when it is larger than `cap`.
+pub async fn read_capped(what: &str, mut resp: Response, cap: usize) -> Result<Vec<u8>> {
+    let too_big = |n: String| {
+        anyhow!(
+            "{what}: the server's answer is {n} bytes, over this CLI's limit of {cap} bytes for it; refusing to read it (is --server an expo-ota server?)"
+        )
+    };
+    if let Some(len) = resp.content_length().filter(|l| *l > cap as u64) {
+        return Err(too_big(len.to_string()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.with_context(|| format!("{what}: reading the answer"))? {
+        if body.len() + chunk.len() > cap {
+            return Err(too_big(format!("more than {cap}")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 /// A non-2xx answer, carrying the server's `{"error": ...}` text.
 #[derive(Debug)]
@@ -147,7 +180,8 @@ impl Client {
     }
 
     async fn json<T: serde::de::DeserializeOwned>(what: &str, resp: Response) -> Result<T> {
-        resp.json::<T>().await.with_context(|| format!("{what}: unexpected response body"))
+        let body = read_capped(what, resp, MAX_JSON_RESPONSE_BYTES).await?;
+        serde_json::from_slice(&body).with_context(|| format!("{what}: unexpected response body"))
     }
 
     pub async fn prepare(&self, t: &Target, files: Vec<String>) -> Result<PrepareResponse> {
@@ -236,11 +270,19 @@ impl Client {
         Self::json(&what, resp).await
     }
 
-    pub async fn audit(&self, slug: Option<&str>, since: Option<&str>, limit: usize) -> Result<AuditList> {
+    /// One page of the audit log, newest first; `before` is a previous page's `nextCursor`.
+    pub async fn audit(
+        &self,
+        slug: Option<&str>,
+        since: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<AuditList> {
         let what = "read the audit log";
         let mut query = vec![("limit", limit.to_string())];
         query.extend(slug.map(|s| ("slug", s.to_string())));
         query.extend(since.map(|s| ("since", s.to_string())));
+        query.extend(before.map(|s| ("before", s.to_string())));
         let resp = self.send(what, || async { Ok(self.request(Method::GET, "/api/audit").query(&query)) }).await?;
         Self::json(what, resp).await
     }
@@ -280,8 +322,8 @@ impl Client {
             })
             .await?;
         let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let body = resp.bytes().await.with_context(|| format!("{what}: reading body"))?;
-        Ok((ct, body.to_vec()))
+        let body = read_capped(&what, resp, MAX_MANIFEST_RESPONSE_BYTES).await?;
+        Ok((ct, body))
     }
 }
 
@@ -289,10 +331,18 @@ pub fn label(t: &Target) -> String {
     format!("{}/{}/{}", t.slug, t.platform, t.runtime_version)
 }
 
-/// Turns an error response into one line: the server's `error` field, else the start of the body.
-async fn server_error(resp: Response) -> ServerError {
+/// Turns an error response into one line: the server's `error` field, else the start of the
+/// body; only the first [`MAX_ERROR_BODY_BYTES`] are read.
+async fn server_error(mut resp: Response) -> ServerError {
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match resp.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c[..c.len().min(MAX_ERROR_BODY_BYTES - body.len())]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("error")?.as_str().map(str::to_string))
@@ -303,7 +353,13 @@ async fn server_error(resp: Response) -> ServerError {
                 text.chars().take(200).collect()
             }
         });
-    ServerError { status: status.as_u16(), message: message.split_whitespace().collect::<Vec<_>>().join(" ") }
+    // One line, at most 500 characters, nothing a terminal would interpret.
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut message: String = line.chars().take(500).collect();
+    if line.chars().nth(500).is_some() {
+        message.push('…');
+    }
+    ServerError { status: status.as_u16(), message: crate::printer::escape_for_terminal(&message) }
 }
 
 #[cfg(test)]

@@ -221,6 +221,63 @@ pub fn parse_duration(s: &str) -> Result<u64, ApiError> {
     n.checked_mul(ms).filter(|v| *v > 0 && *v <= 3650 * 86_400_000).ok_or_else(bad)
 }
 
+/// Why a request was not authenticated: the answer to send and, when a genuine token (known
+/// id, matching secret) was refused for being revoked or expired, the audit entry recording
+/// that it is still in use. Unknown or malformed tokens carry none: anyone could send those, and
+/// auditing them would let anyone fill the log.
+#[derive(Debug)]
+pub struct AuthFailure {
+    pub error: ApiError,
+    pub audit: Option<Box<crate::access::audit::AuditEntry>>,
+}
+
+impl From<ApiError> for AuthFailure {
+    fn from(error: ApiError) -> Self {
+        Self { error, audit: None }
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> Self {
+        f.error
+    }
+}
+
+/// Who is calling: the ADMIN_TOKEN (503 when it is not configured: deploy routes never fall
+/// open), else a scoped token found by its id and checked against its digest; its "last used"
+/// is recorded at most hourly (`tokens::touch`). 401 for a missing, malformed, unknown, wrong,
+/// revoked or expired token.
+pub async fn authenticate<S: crate::storage::store::ObjectStore>(
+    store: &S,
+    admin_token: Option<&str>,
+    authorization: Option<&str>,
+    now_ms: u64,
+) -> Result<Principal, AuthFailure> {
+    use crate::access::{audit::AuditEntry, tokens};
+    let admin = admin_secret(admin_token)?;
+    let given = bearer(authorization)?;
+    if is_admin(given, admin) {
+        return Ok(Principal::Admin);
+    }
+    let id = token_id(given).ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+    let Some((record, etag)) = tokens::lookup(store, id).await? else {
+        return Err(ApiError::unauthorized("invalid token").into());
+    };
+    match verify_token(given, Some(record.clone()), now_ms) {
+        Ok(r) => {
+            tokens::touch(store, r.clone(), etag, now_ms).await?;
+            Ok(Principal::Token(Box::new(r)))
+        }
+        Err(error) => {
+            // Was the secret right? The same check with revocation and expiry set aside.
+            let mut live = record.clone();
+            (live.revoked_at, live.expires_at) = (None, None);
+            let genuine = verify_token(given, Some(live), now_ms).is_ok();
+            Err(AuthFailure { audit: genuine.then(|| Box::new(AuditEntry::token_refused(&record, &error))), error })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +356,137 @@ mod tests {
         for bad in ["", "d", "10", "10y", "-1d", "0d", "99999d", "1.5d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod authenticate_tests {
+    use super::*;
+    use crate::access::audit::{self, TOKEN_REFUSED};
+    use crate::access::tokens::{self, CreateTokenRequest};
+    use crate::config::Limits;
+    use crate::deploy::service::Ctx;
+    use crate::storage::store::MemoryStore;
+
+    const ADMIN: &str = "s3cret-admin";
+    const DAY: u64 = 86_400_000;
+
+    fn rand16() -> [u8; 16] {
+        static N: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::array::from_fn(|i| n.wrapping_mul(37).wrapping_add(i as u8))
+    }
+
+    /// A store holding one token minted at t=0, expiring after a day; returns it and its id.
+    fn minted() -> (MemoryStore, String, String) {
+        pollster::block_on(async {
+            let s = MemoryStore::new();
+            let ctx = Ctx { origin: "x", now_ms: 0, limits: Limits::default(), random: &rand16 };
+            let req = CreateTokenRequest {
+                name: "ci".into(),
+                apps: vec!["demo-app".into()],
+                scopes: vec!["publish".into()],
+                expires_in: Some("1d".into()),
+                ..Default::default()
+            };
+            let c = tokens::create(&s, req, &ctx).await.unwrap();
+            (s, c.token, c.info.id)
+        })
+    }
+
+    fn auth(s: &MemoryStore, admin: Option<&str>, token: &str, now_ms: u64) -> Result<Principal, AuthFailure> {
+        pollster::block_on(authenticate(s, admin, Some(&format!("Bearer {token}")), now_ms))
+    }
+
+    fn refused(r: Result<Principal, AuthFailure>) -> AuthFailure {
+        r.expect_err("refused")
+    }
+
+    #[test]
+    fn authenticate_admin_token_is_admin() {
+        let (s, _, _) = minted();
+        assert_eq!(auth(&s, Some(ADMIN), ADMIN, 1).unwrap(), Principal::Admin);
+    }
+
+    #[test]
+    fn authenticate_without_admin_secret_refuses_503_even_a_valid_token() {
+        let (s, token, _) = minted();
+        for admin in [None, Some(""), Some("  ")] {
+            let f = refused(auth(&s, admin, &token, 1));
+            assert_eq!((f.error.status, f.audit.is_none()), (503, true), "{admin:?}");
+            assert!(f.error.message.contains("ADMIN_TOKEN"));
+        }
+    }
+
+    #[test]
+    fn authenticate_missing_or_malformed_header_is_401_unaudited() {
+        let (s, _, _) = minted();
+        let f = refused(pollster::block_on(authenticate(&s, Some(ADMIN), None, 1)));
+        assert_eq!((f.error.status, f.audit.is_none()), (401, true));
+        let f = refused(pollster::block_on(authenticate(&s, Some(ADMIN), Some("Basic abc"), 1)));
+        assert_eq!((f.error.status, f.audit.is_none()), (401, true));
+        for bad in ["not-a-token", "ota_0123_abc", &format!("ota_{}_{}", "X".repeat(16), "a".repeat(64))] {
+            let f = refused(auth(&s, Some(ADMIN), bad, 1));
+            assert_eq!((f.error.status, f.audit.is_none()), (401, true), "{bad}");
+        }
+    }
+
+    #[test]
+    fn authenticate_unknown_id_or_wrong_secret_is_401_unaudited() {
+        let (s, token, id) = minted();
+        let f = refused(auth(&s, Some(ADMIN), &format!("ota_ffffffffffffffff_{}", "a".repeat(64)), 1));
+        assert_eq!((f.error.status, f.audit.is_none()), (401, true));
+        let wrong = format!("ota_{id}_{}", "a".repeat(64));
+        assert_ne!(wrong, token);
+        let f = refused(auth(&s, Some(ADMIN), &wrong, 1));
+        assert_eq!((f.error.status, f.audit.is_none()), (401, true));
+        assert!(!f.error.message.contains("revoked") && !f.error.message.contains("expired"));
+    }
+
+    #[test]
+    fn authenticate_revoked_token_is_401_and_audited() {
+        let (s, token, id) = minted();
+        pollster::block_on(tokens::revoke(&s, &id, 10)).unwrap();
+        let f = refused(auth(&s, Some(ADMIN), &token, 20));
+        assert_eq!(f.error.status, 401);
+        let e = f.audit.expect("a genuine revoked token is audited");
+        assert_eq!(
+            (e.action.as_str(), e.actor.as_str(), e.token_id.as_deref()),
+            (TOKEN_REFUSED, id.as_str(), Some(id.as_str()))
+        );
+        assert_eq!((e.status, e.actor_name.as_deref()), (401, Some("ci")));
+        assert!(e.error.unwrap().contains("revoked"));
+        // A wrong secret for the same revoked id stays unaudited.
+        let f = refused(auth(&s, Some(ADMIN), &format!("ota_{id}_{}", "a".repeat(64)), 20));
+        assert!(f.audit.is_none());
+    }
+
+    #[test]
+    fn authenticate_expired_token_is_401_and_audited() {
+        let (s, token, id) = minted();
+        let f = refused(auth(&s, Some(ADMIN), &token, DAY));
+        assert_eq!(f.error.status, 401);
+        let e = f.audit.expect("a genuine expired token is audited");
+        assert_eq!((e.action.as_str(), e.token_id.as_deref()), (TOKEN_REFUSED, Some(id.as_str())));
+        assert!(e.error.as_deref().unwrap().contains("expired"));
+        // The entry is one the log accepts as is.
+        let ctx = Ctx { origin: "x", now_ms: DAY, limits: Limits::default(), random: &rand16 };
+        pollster::block_on(audit::append(&s, *e, &ctx)).unwrap();
+        let logged = pollster::block_on(audit::list(&s, None, 0, 10)).unwrap();
+        assert_eq!(logged.entries[0].token_id.as_deref(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn authenticate_good_token_is_principal_and_touches_last_used_hourly() {
+        let (s, token, id) = minted();
+        let Principal::Token(r) = auth(&s, Some(ADMIN), &token, 5000).unwrap() else { panic!("not a token") };
+        assert_eq!(r.id, id);
+        let (stored, etag) = pollster::block_on(tokens::lookup(&s, &id)).unwrap().unwrap();
+        assert_eq!(stored.last_used_at.as_deref(), Some("1970-01-01T00:00:05.000Z"));
+        auth(&s, Some(ADMIN), &token, 6000).unwrap();
+        assert_eq!(pollster::block_on(tokens::lookup(&s, &id)).unwrap().unwrap().1, etag, "no write within the hour");
+        auth(&s, Some(ADMIN), &token, 5000 + tokens::TOUCH_EVERY_MS).unwrap();
+        let (later, _) = pollster::block_on(tokens::lookup(&s, &id)).unwrap().unwrap();
+        assert_eq!(later.last_used_at.as_deref(), Some("1970-01-01T01:00:05.000Z"));
     }
 }

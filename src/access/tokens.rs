@@ -23,6 +23,12 @@ pub fn key(id: &str) -> String {
     format!("{PREFIX}{id}.json")
 }
 
+/// A token id as minted: 16 lowercase hex digits (8 random bytes). Only such ids become keys or
+/// audit fields.
+pub fn is_token_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateTokenRequest {
@@ -143,8 +149,8 @@ pub async fn list<S: ObjectStore>(store: &S) -> Result<TokenList, ApiError> {
 
 /// Revokes (the record stays, for the audit trail).
 pub async fn revoke<S: ObjectStore>(store: &S, id: &str, now_ms: u64) -> Result<TokenInfo, ApiError> {
-    if id.len() != 16 || !id.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request("token id must be 16 hex digits"));
+    if !is_token_id(id) {
+        return Err(ApiError::bad_request("token id must be 16 lowercase hex digits"));
     }
     let (mut r, etag) = lookup(store, id).await?.ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
     if r.revoked_at.is_none() {
@@ -242,6 +248,8 @@ mod tests {
             let (r3, _) = lookup(&s, id).await.unwrap().unwrap();
             assert!(verify_token(&c.token, Some(r3), 8000).unwrap_err().message.contains("revoked"));
             assert_eq!(revoke(&s, "ffffffffffffffff", 1).await.unwrap_err().status, 404);
+            assert_eq!(revoke(&s, "FFFFFFFFFFFFFFFF", 1).await.unwrap_err().status, 400, "ids are lowercase");
+            assert_eq!(revoke(&s, "../../x", 1).await.unwrap_err().status, 400);
         });
     }
 
