@@ -14,11 +14,6 @@ pub const PREFIX: &str = "_system/tokens/";
 /// "Last used" is recorded at most this often, so checking a token is not an R2 write.
 pub const TOUCH_EVERY_MS: u64 = 3_600_000;
 
-/// Token ids are 16 lowercase hex digits; nothing else names a token (or reaches a key or a log).
-pub fn is_token_id(id: &str) -> bool {
-    id.len() == 16 && id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-}
-
 pub fn key(id: &str) -> String {
     format!("{PREFIX}{id}.json")
 }

@@ -18,7 +18,7 @@ use crate::deploy::service::{self, Ctx, UploadHeaders};
 use crate::deploy::writer::{WriteOp, WriteOutcome, Writer};
 use crate::error::ApiError;
 use crate::http::route::{query_param, Route};
-use crate::protocol::{hash, time};
+use crate::protocol::hash;
 use crate::storage::layout::Target;
 use crate::storage::store::{ObjectMeta, ObjectStore};
 use crate::validate;
@@ -83,6 +83,22 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
     })
 }
 
+/// The app a deploy route names in its path, if any (for auditing refused credentials).
+pub fn app_of(route: &Route) -> Option<String> {
+    match route {
+        Route::PublishPrepare { target }
+        | Route::UploadFile { target, .. }
+        | Route::PublishCommit { target }
+        | Route::Rollback { target }
+        | Route::Promote { target }
+        | Route::GetUpdate { target, .. }
+        | Route::DeleteRuntime { target }
+        | Route::DeleteUpdate { target, .. } => Some(target.slug.clone()),
+        Route::PublishForm { slug } => Some(slug.clone()),
+        _ => None,
+    }
+}
+
 fn query_slug(query: &str) -> Result<String, ApiError> {
     let s = query_param(query, "slug").ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
     Ok(validate::slug(&s)?.to_string())
@@ -93,26 +109,16 @@ fn audit_entry(route: &Route, who: &Principal) -> Option<AuditEntry> {
     let on = |action: &str, t: &Target| Some(AuditEntry::new(who, action).target(t));
     match route {
         Route::PublishCommit { target } => on("publish", target),
-        Route::PublishForm { slug } => {
-            let mut e = AuditEntry::new(who, "publish");
-            e.slug = Some(slug.clone());
-            Some(e)
-        }
+        Route::PublishForm { slug } => Some(AuditEntry::new(who, "publish").with_slug(slug)),
         Route::Rollback { target } => on("rollback", target),
         Route::Promote { target } => on("promote", target),
         Route::DeleteRuntime { target } => on("delete-runtime", target),
         Route::DeleteUpdate { target, id } => {
-            let mut e = AuditEntry::new(who, "delete-update").target(target);
-            e.update_ids = vec![id.clone()];
-            Some(e)
+            Some(AuditEntry::new(who, "delete-update").target(target).with_update_ids([id]))
         }
         Route::CreateToken => Some(AuditEntry::new(who, "token-create")),
-        Route::RevokeToken { id } => {
-            let mut e = AuditEntry::new(who, "token-revoke");
-            // Only a well-formed id is stored: a refused request must not put raw path text in the log.
-            e.token_id = tokens::is_token_id(id).then(|| id.clone());
-            Some(e)
-        }
+        // Only a well-formed id is stored: a refused request must not put raw path text in the log.
+        Route::RevokeToken { id } => Some(AuditEntry::new(who, "token-revoke").with_token_id(id)),
         _ => None,
     }
 }
@@ -232,25 +238,10 @@ async fn run<B: Backend>(
             json(201, &created)
         }
         Route::ListTokens => json(200, &tokens::list(store).await?),
-        Route::RevokeToken { id } => {
-            if !tokens::is_token_id(&id) {
-                return Err(ApiError::not_found("no such token (ids are 16 lowercase hex digits)"));
-            }
-            json(200, &tokens::revoke(store, &id, ctx.now_ms).await?)
-        }
+        Route::RevokeToken { id } => json(200, &tokens::revoke(store, &id, ctx.now_ms).await?),
         Route::Audit => {
-            let slug = query_param(req.query, "slug").map(|s| validate::slug(&s).map(str::to_string)).transpose()?;
-            let since = match query_param(req.query, "since") {
-                Some(s) => time::parse_millis(&s)
-                    .ok_or_else(|| ApiError::bad_request("since must be YYYY-MM-DDTHH:mm:ss.sssZ"))?,
-                None => 0,
-            };
-            let limit = query_param(req.query, "limit")
-                .map(|l| l.parse::<usize>().map_err(|_| ApiError::bad_request("limit must be a number")))
-                .transpose()?
-                .unwrap_or(100)
-                .clamp(1, 1000);
-            json(200, &audit::list(store, slug.as_deref(), since, limit).await?)
+            let q = audit::AuditQuery::from_params(&|n| query_param(req.query, n))?;
+            json(200, &audit::list_page(store, &q).await?)
         }
         Route::Health | Route::Manifest | Route::Asset { .. } => Err(ApiError::internal("not a deploy route")),
     }
@@ -661,7 +652,7 @@ mod tests {
         };
         let (done, _, _) = run_case(&token(Scope::Read, &[OWN], false), c);
         let entry = done.audit.unwrap();
-        assert_eq!((entry.status, entry.token_id), (403, None));
+        assert_eq!((entry.status, entry.token_id.as_deref()), (403, Some("invalid")));
     }
 
     #[test]
