@@ -697,11 +697,14 @@ proptest! {
             text.push_str(&format!("{k}={}", sfv::string_item(v).expect("printable ASCII")));
         }
         text.push_str(&trail);
-        // RFC 8941: a later duplicate key replaces the earlier member.
+        // RFC 8941 §4.2.2: a later duplicate key overwrites the earlier member's value, which
+        // keeps its place in the (ordered) dictionary.
         let mut expected: Vec<(String, Item)> = Vec::new();
         for (k, v) in &members {
-            expected.retain(|(ek, _)| ek != k);
-            expected.push((k.clone(), Item::String(v.clone())));
+            match expected.iter_mut().find(|(ek, _)| ek == k) {
+                Some(member) => member.1 = Item::String(v.clone()),
+                None => expected.push((k.clone(), Item::String(v.clone()))),
+            }
         }
         prop_assert_eq!(sfv::parse_dictionary(&text), Ok(expected), "{}", text);
     }

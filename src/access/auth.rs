@@ -2,8 +2,8 @@
 //! minted with it and stored only as SHA-256 digests. Answers distinguish 401 (who are you?)
 //! from 403 (not allowed); secrets never appear in errors or logs.
 
+use crate::access::secret::SecretDigest;
 use crate::error::ApiError;
-use crate::protocol::hash;
 use crate::{protocol::time, validate};
 use serde::{Deserialize, Serialize};
 
@@ -143,9 +143,10 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))
 }
 
-/// True when `given` is the root credential (compared over digests, in constant time).
+/// True when `given` is the root credential. Both are hashed first, so the constant-time
+/// comparison runs over fixed-length digests and leaks neither content nor length.
 pub fn is_admin(given: &str, admin_token: &str) -> bool {
-    hash::constant_time_eq_digest(given.as_bytes(), admin_token.as_bytes())
+    SecretDigest::of(given.as_bytes()).ct_eq(&SecretDigest::of(admin_token.as_bytes()))
 }
 
 /// The ADMIN_TOKEN secret, or 503: without it every deploy operation is refused, never open.
@@ -169,10 +170,9 @@ pub fn check_admin(authorization: Option<&str>, admin_token: Option<&str>) -> Re
 pub fn verify_token(given: &str, record: Option<TokenRecord>, now_ms: u64) -> Result<TokenRecord, ApiError> {
     let invalid = || ApiError::unauthorized("invalid token");
     let r = record.ok_or_else(invalid)?;
-    let digest = hash::sha256(given.as_bytes());
-    let stored = hash::parse_hex::<32>(&r.hash).ok_or_else(invalid)?;
-    // Both sides are fixed-length digests; compare without early exit.
-    if digest.iter().zip(stored.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
+    let stored = SecretDigest::from_hex(&r.hash).ok_or_else(invalid)?;
+    // SecretDigest has no `==`: ct_eq (constant time) is the only comparison there is.
+    if !SecretDigest::of(given.as_bytes()).ct_eq(&stored) {
         return Err(invalid());
     }
     if r.revoked_at.is_some() {
@@ -281,6 +281,7 @@ pub async fn authenticate<S: crate::storage::store::ObjectStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::hash;
 
     fn token(scopes: Vec<Scope>, apps: &[&str], all: bool) -> TokenRecord {
         TokenRecord {

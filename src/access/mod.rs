@@ -3,4 +3,5 @@
 
 pub mod audit;
 pub mod auth;
+pub mod secret;
 pub mod tokens;

@@ -160,33 +160,29 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
     }
 }
 
-/// Decodes `%XX` escapes in one path segment. A decoded `/` or `\` is refused outright: no
-/// route segment may contain one, and refusing early keeps traversal attempts out of logs.
+/// Decodes `%XX` escapes in one path segment (decoding is `percent-encoding`'s; the policy is
+/// here). `percent-encoding` passes a malformed escape through as literal text, so every `%` is
+/// first checked to start two hex digits (`%zz`, `%f`, `%+f` are 400s, not literal names). An
+/// encoded `/`, `\` or NUL is refused outright: no route segment may contain one, and refusing
+/// early keeps traversal attempts out of logs.
 fn percent_decode(seg: &str) -> Result<String, ApiError> {
-    let b = seg.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hexv = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let v = hexv.ok_or_else(|| ApiError::bad_request("malformed percent-encoding in path"))?;
-            if v == b'/' || v == b'\\' || v == 0 {
-                return Err(ApiError::bad_request("encoded '/', '\\' or NUL in path"));
-            }
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+    for (i, _) in seg.match_indices('%') {
+        let hex = seg.as_bytes().get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        let Some(hex) = hex else {
+            return Err(ApiError::bad_request("malformed percent-encoding in path: use %XX with two hex digits"));
+        };
+        if matches!(hex, [b'2', b'f' | b'F'] | [b'5', b'c' | b'C'] | [b'0', b'0']) {
+            return Err(ApiError::bad_request("encoded '/', '\\' or NUL in path"));
         }
     }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request("path is not UTF-8"))
+    percent_encoding::percent_decode_str(seg)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::bad_request("path is not UTF-8"))
 }
 
-/// Reads one query parameter (first occurrence), `+` as space, percent-decoded.
+/// Reads one query parameter (first occurrence), `+` as space, percent-decoded. A value that
+/// does not decode (see [`percent_decode`]) reads as empty.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.trim_start_matches('?').split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
@@ -338,5 +334,37 @@ mod tests {
         assert_eq!(query_param("?slug=a%2Db", "slug").as_deref(), Some("a-b"));
         assert_eq!(query_param("slug=a", "x"), None);
         assert_eq!(query_param("flag", "flag").as_deref(), Some(""));
+        assert_eq!(query_param("slug=caf%C3%A9+app%2B1", "slug").as_deref(), Some("café app+1"));
+        // A value that does not decode reads as empty, never as its raw text.
+        for bad in ["%zz", "%+f", "%4", "%", "%2F", "%5c", "%00", "%ff"] {
+            assert_eq!(query_param(&format!("slug={bad}"), "slug").as_deref(), Some(""), "{bad}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_rules() {
+        assert_eq!(percent_decode("1.0.0%2Bb%281%29").unwrap(), "1.0.0+b(1)");
+        assert_eq!(percent_decode("%2e%2E").unwrap(), "..");
+        assert_eq!(percent_decode("caf%c3%a9").unwrap(), "café");
+        for (bad, why) in [
+            ("%", "malformed"),
+            ("a%4", "malformed"),
+            ("%zz", "malformed"),
+            // u8::from_str_radix would read "+f" as 15; two hex digits are required.
+            ("%+f", "malformed"),
+            ("%-1", "malformed"),
+            ("%%41", "malformed"),
+            ("a%2Fb", "encoded"),
+            ("a%2fb", "encoded"),
+            ("a%5Cb", "encoded"),
+            ("a%5cb", "encoded"),
+            ("a%00b", "encoded"),
+            ("%E2%80", "UTF-8"),
+            ("%ff", "UTF-8"),
+        ] {
+            let e = percent_decode(bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.message.contains(why), "{bad}: {}", e.message);
+        }
     }
 }

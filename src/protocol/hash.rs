@@ -110,17 +110,6 @@ pub fn base64_standard_decode(s: &str) -> Option<Vec<u8>> {
     STANDARD.decode(s).ok()
 }
 
-/// Compares two secrets without leaking where they differ: both are hashed first, so the
-/// comparison runs over fixed-length digests whatever the inputs' lengths.
-pub fn constant_time_eq_digest(a: &[u8], b: &[u8]) -> bool {
-    let (da, db) = (sha256(a), sha256(b));
-    let mut diff = 0u8;
-    for i in 0..32 {
-        diff |= da[i] ^ db[i];
-    }
-    diff == 0
-}
-
 /// Hermes bytecode files start with this magic, then a u32 LE bytecode version.
 pub const HERMES_MAGIC: [u8; 8] = [0xc6, 0x1f, 0xbc, 0x03, 0xc1, 0x03, 0x19, 0x1f];
 
@@ -181,12 +170,5 @@ mod tests {
         head.extend_from_slice(&96u32.to_le_bytes());
         assert_eq!(hermes_version(&head), Some(96));
         assert_eq!(hermes_version(b"var __BUNDLE_START_TIME__"), None);
-    }
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq_digest(b"secret", b"secret"));
-        assert!(!constant_time_eq_digest(b"secret", b"secreT"));
-        assert!(!constant_time_eq_digest(b"", b"x"));
     }
 }

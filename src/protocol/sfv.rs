@@ -1,7 +1,17 @@
 //! The slice of Structured Field Values (RFC 8941) the protocol uses: dictionaries such as
 //! `sig, keyid="main", alg="rsa-v1_5-sha256"` (expo-expect-signature, expo-signature) and
-//! `channel="production"` (expo-manifest-filters). Parameters are parsed and ignored, as the
-//! clients do.
+//! `channel="production"` (expo-manifest-filters). Parsing and serialising are the `sfv`
+//! crate's; this module only maps its items to [`Item`], refuses what the protocol never sends
+//! (inner lists; RFC 9651 dates and display strings, which RFC 8941 clients cannot read) and
+//! caps the input at [`MAX_HEADER_LEN`]. Parameters are parsed and ignored, as the clients do.
+//!
+//! Every step is linear in the input: the `sfv` parser reads each byte a bounded number of
+//! times, and duplicate keys are resolved through a hash index rather than by rescanning the
+//! members already seen (which made a header of many distinct keys quadratic).
+
+use sfv::visitor::{DictionaryVisitor, EntryVisitor, Ignored, InnerListVisitor, ItemVisitor, Never};
+use sfv::{BareItemFromInput, DictSerializer, ItemSerializer, KeyRef, Parser, StringRef, Version};
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
@@ -22,183 +32,101 @@ impl Item {
     }
 }
 
+/// Longest header value parsed; longer ones are refused before any parsing.
 pub const MAX_HEADER_LEN: usize = 8 * 1024;
 
-/// Parses an SFV dictionary. Inner lists are rejected (the protocol never uses them).
+/// Parses an SFV dictionary. Inner lists are rejected (the protocol never uses them). A later
+/// duplicate key overwrites the earlier member's value in place (RFC 8941 §4.2.2).
 pub fn parse_dictionary(input: &str) -> Result<Vec<(String, Item)>, String> {
     if input.len() > MAX_HEADER_LEN {
-        return Err("header too long".into());
+        return Err(format!("header longer than {MAX_HEADER_LEN} bytes; send a shorter value"));
     }
-    let mut p = P { s: input.as_bytes(), i: 0 };
-    let mut out: Vec<(String, Item)> = Vec::new();
-    p.skip_sp();
-    if p.done() {
-        return Ok(out);
+    Parser::new(input)
+        .with_version(Version::Rfc8941)
+        .parse_dictionary_with_visitor(Members::default())
+        .map_err(|e| e.to_string())
+}
+
+/// Collects members in order; `index` maps a key to its position so a duplicate costs O(1).
+#[derive(Default)]
+struct Members {
+    out: Vec<(String, Item)>,
+    index: HashMap<String, usize>,
+}
+
+impl<'de> DictionaryVisitor<'de> for Members {
+    type Out = Vec<(String, Item)>;
+    type Error = Refused;
+
+    fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Refused> {
+        Ok(Member { members: self, key: key.as_str() })
     }
-    loop {
-        let key = p.key()?;
-        let value = if p.peek() == Some(b'=') {
-            p.i += 1;
-            p.bare_item()?
-        } else {
-            Item::Boolean(true)
-        };
-        p.params()?;
-        // A later duplicate overrides an earlier one (RFC 8941 §4.2.2).
-        out.retain(|(k, _)| *k != key);
-        out.push((key, value));
-        p.skip_ows();
-        if p.done() {
-            return Ok(out);
-        }
-        if p.next() != Some(b',') {
-            return Err("expected ',' between dictionary members".into());
-        }
-        p.skip_ows();
-        if p.done() {
-            return Err("trailing ',' in dictionary".into());
-        }
+
+    fn finish(self) -> Result<Self::Out, Refused> {
+        Ok(self.out)
     }
 }
+
+struct Member<'a, 'de> {
+    members: &'a mut Members,
+    key: &'de str,
+}
+
+impl<'de> EntryVisitor<'de> for Member<'_, 'de> {
+    type Error = Refused;
+
+    fn item(self) -> Result<impl ItemVisitor<'de>, Refused> {
+        Ok(move |bare: BareItemFromInput<'de>| {
+            let item = item(bare)?;
+            let Members { out, index } = self.members;
+            match index.get(self.key) {
+                Some(&i) => out[i].1 = item,
+                None => {
+                    index.insert(self.key.to_string(), out.len());
+                    out.push((self.key.to_string(), item));
+                }
+            }
+            // Parameters are still checked syntactically by the parser, then dropped.
+            Ok::<_, Refused>(Ignored)
+        })
+    }
+
+    fn inner_list(self) -> Result<impl InnerListVisitor<'de>, Refused> {
+        Err::<Never, _>(Refused("inner lists are not supported"))
+    }
+}
+
+fn item(bare: BareItemFromInput<'_>) -> Result<Item, Refused> {
+    Ok(match bare {
+        BareItemFromInput::String(s) => Item::String(s.as_str().to_string()),
+        BareItemFromInput::Token(t) => Item::Token(t.as_str().to_string()),
+        BareItemFromInput::Integer(i) => Item::Integer(i.into()),
+        BareItemFromInput::Decimal(d) => Item::Decimal(d.into()),
+        BareItemFromInput::Boolean(b) => Item::Boolean(b),
+        BareItemFromInput::ByteSequence(b) => Item::Bytes(b),
+        // Unreachable under Version::Rfc8941, which refuses both while parsing.
+        BareItemFromInput::Date(_) | BareItemFromInput::DisplayString(_) => {
+            return Err(Refused("dates and display strings are not supported"))
+        }
+    })
+}
+
+/// Why a syntactically valid dictionary is still refused.
+#[derive(Debug)]
+struct Refused(&'static str);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// Serialises a string item: `"` and `\` escaped; only printable ASCII is allowed.
 pub fn string_item(s: &str) -> Result<String, String> {
-    if !s.bytes().all(|c| (0x20..0x7f).contains(&c)) {
-        return Err("sf-string must be printable ASCII".into());
-    }
-    Ok(format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
-}
-
-struct P<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl P<'_> {
-    fn done(&self) -> bool {
-        self.i >= self.s.len()
-    }
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-    fn next(&mut self) -> Option<u8> {
-        let c = self.peek();
-        self.i += 1;
-        c
-    }
-    fn skip_sp(&mut self) {
-        while self.peek() == Some(b' ') {
-            self.i += 1;
-        }
-    }
-    fn skip_ows(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.i += 1;
-        }
-    }
-    fn key(&mut self) -> Result<String, String> {
-        let start = self.i;
-        match self.peek() {
-            Some(c) if c.is_ascii_lowercase() || c == b'*' => {}
-            _ => return Err("dictionary key must start with a lowercase letter or '*'".into()),
-        }
-        while matches!(self.peek(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.*".contains(&c)) {
-            self.i += 1;
-        }
-        Ok(String::from_utf8(self.s[start..self.i].to_vec()).expect("ascii"))
-    }
-    fn params(&mut self) -> Result<(), String> {
-        while self.peek() == Some(b';') {
-            self.i += 1;
-            self.skip_sp();
-            self.key()?;
-            if self.peek() == Some(b'=') {
-                self.i += 1;
-                self.bare_item()?;
-            }
-        }
-        Ok(())
-    }
-    fn bare_item(&mut self) -> Result<Item, String> {
-        match self.peek() {
-            Some(b'"') => self.string(),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(b'?') => {
-                self.i += 1;
-                match self.next() {
-                    Some(b'1') => Ok(Item::Boolean(true)),
-                    Some(b'0') => Ok(Item::Boolean(false)),
-                    _ => Err("invalid boolean".into()),
-                }
-            }
-            Some(b':') => {
-                self.i += 1;
-                let start = self.i;
-                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || b"+/=".contains(&c)) {
-                    self.i += 1;
-                }
-                let b64 = std::str::from_utf8(&self.s[start..self.i]).expect("ascii");
-                if self.next() != Some(b':') {
-                    return Err("unterminated byte sequence".into());
-                }
-                crate::protocol::hash::base64_standard_decode(b64)
-                    .map(Item::Bytes)
-                    .ok_or_else(|| "invalid byte sequence".into())
-            }
-            Some(c) if c.is_ascii_alphabetic() || c == b'*' => {
-                let start = self.i;
-                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c)) {
-                    self.i += 1;
-                }
-                Ok(Item::Token(String::from_utf8(self.s[start..self.i].to_vec()).expect("ascii")))
-            }
-            Some(b'(') => Err("inner lists are not supported".into()),
-            _ => Err("invalid item".into()),
-        }
-    }
-    fn string(&mut self) -> Result<Item, String> {
-        self.i += 1;
-        let mut out = String::new();
-        loop {
-            match self.next() {
-                None => return Err("unterminated string".into()),
-                Some(b'"') => return Ok(Item::String(out)),
-                Some(b'\\') => match self.next() {
-                    Some(c @ (b'"' | b'\\')) => out.push(c as char),
-                    _ => return Err("invalid escape in string".into()),
-                },
-                Some(c) if (0x20..0x7f).contains(&c) => out.push(c as char),
-                Some(_) => return Err("invalid character in string".into()),
-            }
-        }
-    }
-    fn number(&mut self) -> Result<Item, String> {
-        let start = self.i;
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        let digits = self.i;
-        while matches!(self.peek(), Some(b'0'..=b'9' | b'.')) {
-            self.i += 1;
-        }
-        let text = std::str::from_utf8(&self.s[start..self.i]).expect("ascii");
-        let body = &self.s[digits..self.i];
-        if body.is_empty() || !body[0].is_ascii_digit() {
-            return Err("invalid number".into());
-        }
-        if text.contains('.') {
-            let (int, frac) = text.trim_start_matches('-').split_once('.').expect("has dot");
-            if int.len() > 12 || frac.is_empty() || frac.len() > 3 || frac.contains('.') {
-                return Err("invalid decimal".into());
-            }
-            text.parse().map(Item::Decimal).map_err(|_| "invalid decimal".into())
-        } else {
-            if body.len() > 15 {
-                return Err("integer too long".into());
-            }
-            text.parse().map(Item::Integer).map_err(|_| "invalid integer".into())
-        }
-    }
+    let s = StringRef::from_str(s).map_err(|_| "sf-string must be printable ASCII".to_string())?;
+    Ok(ItemSerializer::new().bare_item(s).finish())
 }
 
 /// What `expo-expect-signature` asks for. `keyid` defaults to `root`, as on the client.
@@ -218,16 +146,23 @@ pub fn parse_expect_signature(value: &str) -> Result<ExpectSignature, String> {
     let keyid = match get("keyid") {
         None => "root".to_string(),
         Some(Item::String(k)) if !k.is_empty() && k.len() <= 128 => k.clone(),
-        Some(_) => return Err("keyid must be a non-empty string".into()),
+        Some(_) => return Err("keyid must be a non-empty string of at most 128 characters".into()),
     };
     Ok(ExpectSignature { keyid })
 }
 
 /// `expo-signature` value: every member a quoted string, because iOS casts the parsed
-/// dictionary to `[String: String]`.
+/// dictionary to `[String: String]`. A value that is not printable ASCII (never the case for
+/// base64 and validated key ids) is sent as `""` rather than as an invalid header.
 pub fn signature_header(sig_b64: &str, keyid: &str) -> String {
-    let q = |s: &str| string_item(s).unwrap_or_else(|_| "\"\"".into());
-    format!("sig={}, keyid={}, alg=\"rsa-v1_5-sha256\"", q(sig_b64), q(keyid))
+    fn s(v: &str) -> &StringRef {
+        StringRef::from_str(v).unwrap_or_default()
+    }
+    let mut dict = DictSerializer::new();
+    for (key, value) in [("sig", s(sig_b64)), ("keyid", s(keyid)), ("alg", s("rsa-v1_5-sha256"))] {
+        let _ = dict.bare_item(KeyRef::constant(key), value);
+    }
+    dict.finish().expect("three members")
 }
 
 #[cfg(test)]
@@ -260,6 +195,12 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_key_overwrites_in_place() {
+        let d = parse_dictionary("a=1, b=2, a=3").unwrap();
+        assert_eq!(d, vec![("a".into(), Item::Integer(3)), ("b".into(), Item::Integer(2))]);
+    }
+
+    #[test]
     fn rejects_malformed() {
         for bad in [
             "A=1",
@@ -273,10 +214,71 @@ mod tests {
             "a=?2",
             "a=:!!:",
             "a=1234567890123456",
+            // RFC 9651 additions an RFC 8941 client cannot read.
+            "a=@1700000000",
+            "a=%\"caf%c3%a9\"",
         ] {
             assert!(parse_dictionary(bad).is_err(), "{bad:?}");
         }
         assert!(parse_dictionary(&"a=1, ".repeat(3000)).is_err());
+    }
+
+    /// Distinct keys `k0, k1, …` filling `len` bytes exactly (padded with spaces before the
+    /// last member, which the parser skips as OWS).
+    fn distinct_keys(len: usize) -> String {
+        let mut s = String::new();
+        let mut i = 0;
+        loop {
+            let next = format!("k{i}");
+            if s.len() + 2 + next.len() > len {
+                break;
+            }
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&next);
+            i += 1;
+        }
+        let pad = len - s.len();
+        s.insert_str(s.rfind(' ').unwrap_or(0), &" ".repeat(pad));
+        s
+    }
+
+    #[test]
+    fn maximal_adversarial_headers_parse_in_one_pass() {
+        // ~1,400 distinct keys: every member is kept, in order, without rescanning earlier ones
+        // (the hand-written parser's retain-per-member made exactly this input quadratic).
+        let keys = distinct_keys(MAX_HEADER_LEN);
+        assert_eq!(keys.len(), MAX_HEADER_LEN);
+        let d = parse_dictionary(&keys).unwrap();
+        assert!(d.len() > 1000, "{}", d.len());
+        assert!(d.iter().enumerate().all(|(i, (k, v))| *k == format!("k{i}") && *v == Item::Boolean(true)));
+
+        // One key repeated ~2,700 times collapses to one member holding the last value.
+        let mut dup = "a=1,".repeat(MAX_HEADER_LEN / 4 - 1);
+        dup.push_str("a=2");
+        assert!(dup.len() <= MAX_HEADER_LEN);
+        assert_eq!(parse_dictionary(&dup).unwrap(), vec![("a".into(), Item::Integer(2))]);
+
+        // Thousands of parameters on one member are read once and dropped.
+        let mut params = "sig".to_string();
+        while params.len() + 4 <= MAX_HEADER_LEN {
+            params.push_str(";p=1");
+        }
+        assert_eq!(parse_dictionary(&params).unwrap(), vec![("sig".into(), Item::Boolean(true))]);
+
+        // A string of escapes up to the cap, then the same one byte too long.
+        let body = "\\\"".repeat((MAX_HEADER_LEN - 4) / 2);
+        let s = format!("a=\"{body}\"");
+        assert!(s.len() <= MAX_HEADER_LEN);
+        assert_eq!(parse_dictionary(&s).unwrap()[0].1, Item::String("\"".repeat(body.len() / 2)));
+        // An unterminated one fails at the end, after one pass.
+        assert!(parse_dictionary(&s[..s.len() - 1]).is_err());
+
+        // One byte over the cap is refused before parsing, whatever it holds.
+        let over = distinct_keys(MAX_HEADER_LEN + 1);
+        assert!(parse_dictionary(&over).unwrap_err().contains("8192"));
+        assert!(parse_expect_signature(&format!("sig, keyid=\"main\"{}", " ".repeat(MAX_HEADER_LEN))).is_err());
     }
 
     #[test]
@@ -286,6 +288,8 @@ mod tests {
         let d = parse_dictionary(&h).unwrap();
         assert!(d.iter().all(|(_, v)| matches!(v, Item::String(_))), "iOS needs every member to be a string");
         assert_eq!(string_item("a\"b").unwrap(), r#""a\"b""#);
+        assert_eq!(string_item(r"a\b").unwrap(), r#""a\\b""#);
         assert!(string_item("é").is_err());
+        assert_eq!(signature_header("ab", "é"), r#"sig="ab", keyid="", alg="rsa-v1_5-sha256""#);
     }
 }
