@@ -390,7 +390,9 @@ async fn publish_form(
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
         form.feed(store, &chunk, ctx).await?;
     }
-    form.finish(store, ctx).await
+    // Every platform is validated before any is committed; commit_all reports a partial failure.
+    let commits = form.finish(store, ctx).await?;
+    formpublish::commit_all(commits, |t, req| async move { service::commit(store, &t, req, ctx).await }).await
 }
 
 /// Reads a small JSON body, refusing more than `cap` bytes whatever Content-Length says.
