@@ -347,7 +347,13 @@ async fn publish_form<B: Backend>(
     while let Some(chunk) = body.chunk().await {
         form.feed(b.store(), &chunk?, ctx).await?;
     }
-    form.finish(b.store(), ctx).await
+    // Every platform is validated before any is committed; the writer commits them in order and
+    // names exactly what landed if a later one fails.
+    let commits = form.finish(b.store(), ctx).await?;
+    match b.writer().write(WriteOp::Commits { commits }, ctx).await? {
+        WriteOutcome::Published(p) => Ok(p),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// Reads a small JSON body, refusing more than `cap` bytes whatever Content-Length says.

@@ -10,7 +10,7 @@ use crate::deploy::api::{
     ReleaseResponse, RollbackRequest,
 };
 use crate::deploy::service::{self, Ctx};
-use crate::deploy::{gc, release};
+use crate::deploy::{formpublish, gc, release};
 use crate::error::ApiError;
 use crate::storage::layout::Target;
 use crate::storage::store::ObjectStore;
@@ -84,7 +84,10 @@ pub async fn apply<S: ObjectStore>(store: &S, op: WriteOp, ctx: &Ctx<'_>) -> Res
         WriteOp::Commit { target, request } => {
             WriteOutcome::Committed(service::commit(store, &target, request, ctx).await?)
         }
-        WriteOp::Commits { commits } => WriteOutcome::Published(commit_all(store, commits, ctx).await?),
+        WriteOp::Commits { commits } => WriteOutcome::Published(
+            formpublish::commit_all(commits, |t, req| async move { service::commit(store, &t, req, ctx).await })
+                .await?,
+        ),
         WriteOp::Rollback { target, request } => {
             WriteOutcome::Released(release::rollback(store, &target, request, ctx).await?)
         }
@@ -101,35 +104,6 @@ pub async fn apply<S: ObjectStore>(store: &S, op: WriteOp, ctx: &Ctx<'_>) -> Res
             WriteOutcome::Collected(gc::collect_files(store, &target, ctx.now_ms, gc::GRACE_MS).await?)
         }
     })
-}
-
-/// Commits in order; when one fails after others landed, the error says exactly which landed.
-async fn commit_all<S: ObjectStore>(
-    store: &S,
-    commits: Vec<(Target, CommitRequest)>,
-    ctx: &Ctx<'_>,
-) -> Result<FormPublishResponse, ApiError> {
-    let mut updates = Vec::new();
-    for (target, request) in commits {
-        match service::commit(store, &target, request, ctx).await {
-            Ok(c) => updates.push(c),
-            Err(e) if updates.is_empty() => return Err(e),
-            Err(e) => {
-                let landed: Vec<String> =
-                    updates.iter().map(|u| format!("{} {} ({})", u.platform, u.id, u.channel)).collect();
-                return Err(ApiError::new(
-                    e.status,
-                    format!(
-                        "{}: {} failed after these were committed: {}",
-                        e.message,
-                        target.platform,
-                        landed.join(", ")
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(FormPublishResponse { updates })
 }
 
 /// What a backend provides to run [`WriteOp`]s: each op of one slug applied alone, in arrival

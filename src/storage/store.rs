@@ -45,12 +45,21 @@ pub struct ListPage {
     pub cursor: Option<String>,
 }
 
+/// A file's bytes in blocks that were never joined into one buffer (the form publish route holds
+/// a part this way); shared so one part can be stored under several keys without a copy.
+pub type Blocks = std::sync::Arc<[Vec<u8>]>;
+
 #[allow(async_fn_in_trait)]
 pub trait ObjectStore {
     async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, ApiError>;
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError>;
     /// `Ok(None)` when the condition did not hold (nothing was written).
     async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError>;
+    /// `put` for a file held in blocks. R2 streams the blocks without joining them; a store that
+    /// keeps bytes in memory (this default, so `MemoryStore`) joins them.
+    async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+        self.put(key, blocks.concat(), opts).await
+    }
     /// One page (at most 1000 keys) under `prefix`, continuing from `cursor` or starting after
     /// the key `start_after`; with a delimiter, common prefixes are folded.
     async fn list(

@@ -2,8 +2,8 @@
 
 use super::internal;
 use crate::error::ApiError;
-use crate::storage::store::{Condition, ListPage, ObjectMeta, ObjectStore, PutOptions};
-use worker::{Bucket, Conditional, Data, HttpMetadata, Include, Object};
+use crate::storage::store::{Blocks, Condition, ListPage, ObjectMeta, ObjectStore, PutOptions};
+use worker::{Bucket, Conditional, Data, FixedLengthStream, HttpMetadata, Include, Object};
 
 pub struct R2Store(pub Bucket);
 
@@ -61,6 +61,24 @@ impl R2Store {
         }
         b.execute().await.map_err(put_error)?.ok_or_else(|| ApiError::internal("R2 put returned nothing"))
     }
+
+    async fn put_data(&self, key: &str, body: Data, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+        let mut b =
+            self.0.put(key, body).custom_metadata(opts.custom.into_iter().collect::<std::collections::HashMap<_, _>>());
+        if let Some(ct) = opts.content_type {
+            b = b.http_metadata(HttpMetadata { content_type: Some(ct), ..Default::default() });
+        }
+        if let Some(s) = opts.sha256 {
+            b = b.sha256(s.to_vec());
+        }
+        if let Some(m) = opts.md5 {
+            b = b.md5(m.to_vec());
+        }
+        if let Some(c) = conditional(&opts.condition) {
+            b = b.only_if(c);
+        }
+        Ok(b.execute().await.map_err(put_error)?.as_ref().map(meta))
+    }
 }
 
 impl ObjectStore for R2Store {
@@ -78,23 +96,19 @@ impl ObjectStore for R2Store {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
-        let mut b = self
-            .0
-            .put(key, Data::Bytes(body))
-            .custom_metadata(opts.custom.into_iter().collect::<std::collections::HashMap<_, _>>());
-        if let Some(ct) = opts.content_type {
-            b = b.http_metadata(HttpMetadata { content_type: Some(ct), ..Default::default() });
+        self.put_data(key, Data::Bytes(body), opts).await
+    }
+
+    /// Streams the blocks through a FixedLengthStream (R2 needs the length of a streamed body):
+    /// each block is copied into JS as R2 reads it, so the file is never joined in wasm memory
+    /// nor held whole on the JS side.
+    async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+        if blocks.len() <= 1 {
+            return self.put(key, blocks.first().cloned().unwrap_or_default(), opts).await;
         }
-        if let Some(s) = opts.sha256 {
-            b = b.sha256(s.to_vec());
-        }
-        if let Some(m) = opts.md5 {
-            b = b.md5(m.to_vec());
-        }
-        if let Some(c) = conditional(&opts.condition) {
-            b = b.only_if(c);
-        }
-        Ok(b.execute().await.map_err(put_error)?.as_ref().map(meta))
+        let len = blocks.iter().map(|b| b.len() as u64).sum();
+        let chunks = futures_util::stream::iter((0..blocks.len()).map(move |i| Ok(blocks[i].clone())));
+        self.put_data(key, Data::Stream(FixedLengthStream::wrap(chunks, len)), opts).await
     }
 
     async fn list(

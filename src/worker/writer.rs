@@ -26,7 +26,12 @@ struct WriteRequest {
 #[serde(rename_all = "camelCase")]
 enum WriteReply {
     Ok(WriteOutcome),
-    Error { status: u16, message: String },
+    Error {
+        status: u16,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    },
 }
 
 /// Sends operations to the app's Durable Object.
@@ -48,7 +53,13 @@ impl Writer for DoWriter<'_> {
         let text = resp.text().await.map_err(internal)?;
         match serde_json::from_str::<WriteReply>(&text) {
             Ok(WriteReply::Ok(outcome)) => Ok(outcome),
-            Ok(WriteReply::Error { status, message }) => Err(ApiError::new(status, message)),
+            Ok(WriteReply::Error { status, message, detail }) => {
+                let e = ApiError::new(status, message);
+                Err(match detail {
+                    Some(d) => e.with_detail(*d),
+                    None => e,
+                })
+            }
             Err(e) => Err(ApiError::internal(format!("the app's writer answered {}: {e}", resp.status_code()))),
         }
     }
@@ -68,7 +79,7 @@ impl DurableObject for AppWriter {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let reply = match req.json::<WriteRequest>().await {
             Ok(w) => self.apply(w).await,
-            Err(e) => WriteReply::Error { status: 400, message: format!("bad write request: {e}") },
+            Err(e) => WriteReply::Error { status: 400, message: format!("bad write request: {e}"), detail: None },
         };
         Response::from_json(&reply)
     }
@@ -91,7 +102,7 @@ impl AppWriter {
         .await;
         match result {
             Ok(o) => WriteReply::Ok(o),
-            Err(e) => WriteReply::Error { status: e.status, message: e.message },
+            Err(e) => WriteReply::Error { status: e.status, message: e.message, detail: e.detail },
         }
     }
 }
