@@ -155,7 +155,8 @@ pub async fn handle<B: Backend>(
     .await;
     let audit = audit.map(|e| match &reply {
         Ok(r) => e.result::<()>(&Ok(()), r.status),
-        Err(err) => e.result::<()>(&Err(err.clone()), 0),
+        // A single-request publish that failed after committing some platforms names them.
+        Err(err) => committed_ids(err).fold(e, |e, id| e.with_update_ids([id])).result::<()>(&Err(err.clone()), 0),
     });
     Handled { reply, audit, invalidate, after }
 }
@@ -293,6 +294,11 @@ fn released(outcome: WriteOutcome, noted: &mut Noted<'_>) -> Result<Reply, ApiEr
         }
         other => Err(unexpected(&other)),
     }
+}
+
+fn committed_ids(err: &ApiError) -> impl Iterator<Item = String> + '_ {
+    let committed = err.detail.as_ref().and_then(|d| d.get("committed")).and_then(|c| c.as_array());
+    committed.into_iter().flatten().filter_map(|c| c.get("id")?.as_str().map(str::to_string))
 }
 
 fn unexpected(o: &WriteOutcome) -> ApiError {
