@@ -26,7 +26,9 @@ pub enum Command {
     /// enough. Without --platform every platform of the runtime is rolled back: the ones the
     /// listing shows when the token has `read`, else both, and a platform with nothing to roll
     /// back (HTTP 404) is skipped with a warning as long as another one moves. Every platform is
-    /// prepared before any is changed; a publish that lands in between fails the command (409).
+    /// prepared before any is changed, and a publish that lands in between fails the command with
+    /// 409 (one gap: without `read`, a channel serving a rollBackToEmbedded directive shows the
+    /// CLI no id to expect).
     Rollback(RollbackArgs),
     /// Republish a channel's current update onto another channel (same files, nothing uploaded).
     ///
