@@ -1,6 +1,7 @@
 //! Releases with the key kept by the publisher: signed publish, rollback to the previous
 //! update (a republish), rollback to embedded, promote between channels, and delete — each
-//! verified the way the client verifies it.
+//! verified the way the client verifies it — and rollback and promote with a token that has only
+//! the `rollback` scope (the server builds the body; the CLI signs it).
 
 mod util;
 
@@ -22,13 +23,22 @@ fn ok_json(out: CliOutput) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
-/// The manifest a signing client on `channel` gets, with its signature verified.
+/// The manifest a signing client of demo-app 1.0.3 on `channel` gets, signature verified.
 fn signed_manifest(s: &Server, platform: &str, channel: &str, current: Option<&str>) -> Value {
+    signed_manifest_of(s, ("demo-app", platform, "1.0.3"), channel, current)
+}
+
+fn signed_manifest_of(
+    s: &Server,
+    (slug, platform, rv): (&str, &str, &str),
+    channel: &str,
+    current: Option<&str>,
+) -> Value {
     let mut h = vec![("expo-expect-signature", EXPECT_MAIN), ("expo-channel-name", channel)];
     if let Some(c) = current {
         h.push(("expo-current-update-id", c));
     }
-    let r = s.check("demo-app", platform, "1.0.3", &h);
+    let r = s.check(slug, platform, rv, &h);
     let m = r.manifest();
     verify_part_signature(&r.part("manifest").unwrap(), &cert(), "main");
     m
@@ -207,6 +217,124 @@ fn delete_with_the_key_keeps_the_channel_signed() {
     let m = signed_manifest(&s, "ios", "production", Some(id2));
     assert_eq!(m["launchAsset"]["hash"], v1["updates"][0]["launchAsset"]["hash"]);
     download_and_verify_assets(&m);
-    // v2's bundle went with it; v1's files are still there.
-    assert_eq!(out["deletedFiles"], 1);
+    assert_eq!(out["promoted"]["signed"], true);
+    assert_eq!(out["promoted"]["id"], m["id"]);
+    // Files are collected later (after a grace period), never inline.
+    assert_eq!(out["deletedFiles"], 0);
+}
+
+/// `publish-cli` with a token other than the ADMIN_TOKEN.
+fn cli_as(s: &Server, token: &str, args: &[&str]) -> CliOutput {
+    let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    full.extend(["--server".into(), s.base.clone(), "--auth-token".into(), token.to_string()]);
+    run_cli(&full)
+}
+
+#[test]
+fn rollback_only_token_rolls_back_and_promotes_through_the_worker() {
+    let s = Server::start();
+    let v1 = s.publish("demo-app", "demo-app-v1", &["--private-key", &key()]);
+    let v2 = s.publish("demo-app", "demo-app-v2", &["--private-key", &key()]);
+    s.publish("utility-app", "utility-app-v1", &["--channel", "staging", "--private-key", &key()]);
+    let minted = ok_json(s.cli(&[
+        "token",
+        "create",
+        "--name",
+        "ci-rollback",
+        "--slug",
+        "demo-app",
+        "--slug",
+        "utility-app",
+        "--scope",
+        "rollback",
+        "--json",
+    ]));
+    let token = minted["token"].as_str().unwrap().to_string();
+    let id_of = |v: &Value, platform: &str| {
+        v["updates"].as_array().unwrap().iter().find(|u| u["platform"] == platform).unwrap()["id"].clone()
+    };
+
+    // The token can neither read the history nor publish.
+    let list = cli_as(&s, &token, &["list", "--slug", "demo-app"]);
+    assert!(!list.ok && list.stderr.contains("403"), "{}", list.stderr);
+    let dir = fixture("demo-app-v3");
+    let publish = cli_as(&s, &token, &["publish", "--slug", "demo-app", "--export-dir", dir.to_str().unwrap()]);
+    assert!(!publish.ok && publish.stderr.contains("403"), "{}", publish.stderr);
+
+    // A stale expectedCurrent is refused with 409, and a prepareOnly call writes nothing.
+    let before = s.state_fingerprint();
+    let auth = format!("Bearer {token}");
+    let post = |path: &str, body: Value| {
+        let b = body.to_string();
+        http(
+            "POST",
+            &s.url(path),
+            &[("authorization", auth.as_str()), ("content-type", "application/json")],
+            Some(b.as_bytes()),
+        )
+    };
+    let rollback_path = "/api/updates/demo-app/ios/1.0.3/rollback";
+    let stale = post(rollback_path, serde_json::json!({"expectedCurrent": id_of(&v1, "ios")}));
+    assert!(stale.assert_error(409).contains("something was published since you looked"));
+    let prepared = post(rollback_path, serde_json::json!({"prepareOnly": true, "expectedCurrent": id_of(&v2, "ios")}));
+    assert_eq!(prepared.status, 200, "{}", prepared.text());
+    assert_eq!(prepared.json()["republishedFrom"], id_of(&v1, "ios"));
+    assert_eq!(s.state_fingerprint(), before, "nothing written");
+
+    // Without --platform or `read`, the CLI rolls back both platforms, signed with its key.
+    let rb = cli_as(
+        &s,
+        &token,
+        &["rollback", "--slug", "demo-app", "--runtime-version", "1.0.3", "--private-key", &key(), "--json"],
+    );
+    let rb = ok_json(rb);
+    let moved = rb["updates"].as_array().unwrap();
+    assert_eq!(moved.len(), 2);
+    for u in moved {
+        let platform = u["platform"].as_str().unwrap();
+        assert_eq!(u["republishedFrom"], id_of(&v1, platform));
+        assert_eq!(u["signed"], true);
+        let m = signed_manifest(&s, platform, "production", Some(id_of(&v2, platform).as_str().unwrap()));
+        assert_eq!(m["id"], u["id"]);
+        download_and_verify_assets(&m);
+    }
+
+    // Promote: utility-app has no iOS build, so iOS is skipped (a warning) and Android moves.
+    let pr = cli_as(
+        &s,
+        &token,
+        &[
+            "promote",
+            "--slug",
+            "utility-app",
+            "--runtime-version",
+            "2.0.0",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--private-key",
+            &key(),
+            "--json",
+        ],
+    );
+    assert!(pr.stderr.contains("skipped promote utility-app/ios/2.0.0: HTTP 404"), "{}", pr.stderr);
+    let pr = ok_json(pr);
+    assert_eq!(pr["updates"].as_array().unwrap().len(), 1);
+    let app = ("utility-app", "android", "2.0.0");
+    let m = signed_manifest_of(&s, app, "production", None);
+    assert_eq!((&m["id"], &m["metadata"]["channel"]), (&pr["updates"][0]["id"], &Value::from("production")));
+    let staging = signed_manifest_of(&s, app, "staging", None);
+    assert_eq!(pr["updates"][0]["republishedFrom"], staging["id"]);
+
+    // The audit log names the token for every install.
+    let log = ok_json(s.cli(&["audit", "--json"]));
+    let installs: Vec<(&str, &str)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actorName"] == "ci-rollback" && e["status"] == 201)
+        .map(|e| (e["action"].as_str().unwrap(), e["platform"].as_str().unwrap()))
+        .collect();
+    assert_eq!(installs, [("rollback", "ios"), ("rollback", "android"), ("promote", "android")]);
 }

@@ -21,8 +21,21 @@ pub enum Command {
     /// Delete one update (--update-id), or everything published for one platform + runtime version.
     Delete(DeleteArgs),
     /// Serve an earlier update again (republished with a new id), or roll back to the embedded update.
+    ///
+    /// The server republishes what it stores, so a token with only the `rollback` scope is
+    /// enough. Without --platform every platform of the runtime is rolled back: the ones the
+    /// listing shows when the token has `read`, else both, and a platform with nothing to roll
+    /// back (HTTP 404) is skipped with a warning as long as another one moves. Every platform is
+    /// prepared before any is changed, and a publish that lands in between fails the command with
+    /// 409 (one gap: without `read`, a channel serving a rollBackToEmbedded directive shows the
+    /// CLI no id to expect).
     Rollback(RollbackArgs),
     /// Republish a channel's current update onto another channel (same files, nothing uploaded).
+    ///
+    /// Needs only the `rollback` scope. Without --platform every platform of the runtime is
+    /// promoted: the ones the listing shows when the token has `read`, else both, and a platform
+    /// whose --from channel serves nothing (HTTP 404) is skipped with a warning as long as another
+    /// one moves.
     Promote(PromoteArgs),
     /// Mint, list and revoke scoped deploy tokens (needs the ADMIN_TOKEN).
     #[command(subcommand)]
@@ -174,8 +187,9 @@ pub struct DeleteArgs {
     pub platform: Platform,
     #[arg(long, value_parser = parse_runtime_version)]
     pub runtime_version: String,
-    /// Delete only this update. When it is what its channel serves, the previous update of that
-    /// channel is served instead (re-signed with --private-key, else republished unsigned by the server).
+    /// Delete only this update. When it is what its channel serves, the server serves what the
+    /// channel served before instead (republished unsigned); with --private-key the CLI then
+    /// replaces that with a signed copy through rollback, which also needs the `rollback` scope.
     #[arg(long, value_parser = parse_update_id)]
     pub update_id: Option<String>,
     #[command(flatten)]
@@ -191,7 +205,7 @@ pub struct RuntimeArgs {
     /// App slug (the `slug` of app.json; part of the app's updates.url).
     #[arg(long, value_parser = parse_slug)]
     pub slug: String,
-    /// Only this platform (default: every platform with updates for the runtime).
+    /// Only this platform (default: every platform of the runtime; see the command's help).
     #[arg(long, value_parser = parse_platform)]
     pub platform: Option<Platform>,
     /// The runtime version to act on.
@@ -235,6 +249,9 @@ pub struct PromoteArgs {
     pub to: String,
     #[command(flatten)]
     pub signing: SigningArgs,
+    /// Note stored with the new update (default: `promoted from <channel>`).
+    #[arg(long, value_parser = parse_message)]
+    pub message: Option<String>,
 }
 
 /// Strips trailing slashes so paths can be appended; requires an http(s) URL without a query.

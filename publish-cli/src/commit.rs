@@ -1,6 +1,8 @@
 //! Making a rendered body current: a createdAt after everything published for the runtime, the
-//! signature over the exact bytes, and one retry when another publish landed in between. Used
-//! by publish, rollback, promote and delete alike.
+//! signature over the exact bytes, and one retry when another publish landed in between. Only
+//! `publish` commits: republishing a stored update (rollback, promote, re-signing after a
+//! delete) is the server's `…/rollback` and `…/promote`, and the commit route refuses
+//! `republishedFrom`.
 
 use crate::sign::{Signature, Signer};
 use crate::upload::{self, Client};
@@ -38,7 +40,6 @@ pub struct Meta {
     pub channel: Option<String>,
     pub message: Option<String>,
     pub git_commit: Option<String>,
-    pub republished_from: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -72,7 +73,7 @@ pub async fn commit(
             directive,
             signature: signature.as_ref().map(|s| s.sig.clone()),
             key_id: signature.as_ref().map(|s| s.key_id.clone()),
-            republished_from: meta.republished_from.clone(),
+            republished_from: None,
             channel: meta.channel.clone(),
             message: meta.message.clone(),
             git_commit: meta.git_commit.clone(),

@@ -2,11 +2,11 @@
 
 use crate::cli::{DeleteArgs, ListArgs};
 use crate::printer::{MovedReport, Printer};
-use crate::rollback::{self, Source};
+use crate::rollback::{self, Candidate, Op};
 use crate::sign::Signer;
 use crate::upload::{label, Client};
-use anyhow::{anyhow, bail, Result};
-use expo_ota::deploy::api::ListResponse;
+use anyhow::{anyhow, bail, Context, Result};
+use expo_ota::deploy::api::{CommitResponse, ListResponse, RollbackRequest};
 use expo_ota::storage::layout::Target;
 use expo_ota::storage::record::RecordKind;
 use indicatif::HumanBytes;
@@ -97,9 +97,12 @@ fn with_target(t: &Target, mut fields: serde_json::Value) -> serde_json::Value {
     fields
 }
 
-/// Deletes one update. If its channel serves it and we hold the key, the previous update (or
-/// the embedded one, when none is left) is made current first, signed, so the server has
-/// nothing to promote; otherwise the server promotes, unsigned.
+/// Deletes one update. When its channel served it, the server promotes what the channel served
+/// before (unsigned, as it holds no key). With --private-key that promotion is then replaced by
+/// a signed copy of the same state through `…/rollback` (`expectedCurrent`: the promoted id, so
+/// a publish landing meanwhile is never overwritten). In between, a device that verifies
+/// signatures is refused the unsigned copy (406, it keeps what it runs) unless the server holds
+/// a key of its own and signs it.
 async fn delete_update(
     client: &Client,
     target: Target,
@@ -107,28 +110,20 @@ async fn delete_update(
     signer: Option<&Signer>,
     out: &Printer,
 ) -> Result<()> {
-    let mut promoted = None;
-    if let Some(signer) = signer {
-        let list = client.list(&target.slug).await?;
-        let rt = list
-            .runtimes
-            .iter()
-            .find(|rt| rt.platform == target.platform.as_str() && rt.runtime_version == target.runtime_version);
-        let doomed = rt.and_then(|rt| Some((rt, rt.updates.iter().find(|u| u.id == id)?)));
-        let (rt, doomed) = doomed.ok_or_else(|| anyhow!("update {id} is not published for {}", label(&target)))?;
-        if doomed.current {
-            let source = match rollback::prior_state(rt, doomed) {
-                Some(p) => Source::Record(Box::new(client.get_update(&target, &p.id).await?)),
-                None => Source::Embedded,
-            };
-            let message = format!("promoted after deleting {id}");
-            promoted = Some(
-                rollback::make_current(client, target.clone(), &doomed.channel, source, Some(signer), message).await?,
-            );
-        }
-    }
     let r = client.delete_update(&target, id).await?;
-    let promoted = promoted.or_else(|| r.promoted.as_ref().map(MovedReport::from_server));
+    let mut promoted = r.promoted.as_ref().map(rollback::report);
+    if let (Some(p), Some(signer)) = (&r.promoted, signer) {
+        let resigned = resign(client, &target, id, p, signer, out).await.with_context(|| {
+            format!(
+                "deleted update {id} of {}; channel {:?} now serves {} unsigned and re-signing it failed (run `rollback --to {} --private-key …` to retry)",
+                label(&target),
+                p.channel,
+                p.id,
+                p.republished_from.as_deref().unwrap_or("embedded")
+            )
+        })?;
+        promoted = Some(resigned);
+    }
     if out.json() {
         out.emit(&with_target(
             &target,
@@ -136,16 +131,40 @@ async fn delete_update(
         ));
     } else {
         out.line(format!(
-            "deleted update {} of {} ({} file(s) no other update used)",
+            "deleted update {} of {} (files no update names any more are collected later)",
             r.deleted,
-            label(&target),
-            r.deleted_files
+            label(&target)
         ));
         if let Some(p) = &promoted {
             out.line(p.line());
         }
     }
     Ok(())
+}
+
+/// Replaces the server's unsigned promotion `p` with a signed republish of the same state.
+async fn resign(
+    client: &Client,
+    target: &Target,
+    deleted: &str,
+    p: &CommitResponse,
+    signer: &Signer,
+    out: &Printer,
+) -> Result<MovedReport> {
+    let to = match (p.kind, &p.republished_from) {
+        (RecordKind::RollBackToEmbedded, _) => "embedded".to_string(),
+        (RecordKind::Update, Some(from)) => from.clone(),
+        (RecordKind::Update, None) => bail!("the server promoted {} without saying what it republished", p.id),
+    };
+    let op = Op::Rollback(RollbackRequest {
+        channel: Some(p.channel.clone()),
+        to: Some(to),
+        message: Some(format!("promoted after deleting {deleted}")),
+        ..Default::default()
+    });
+    let only = Candidate { target: target.clone(), expected: Some(p.id.clone()) };
+    let mut moved = rollback::release(client, vec![only], true, &op, Some(signer), out).await?;
+    moved.pop().ok_or_else(|| anyhow!("the re-signing rollback installed nothing"))
 }
 
 #[cfg(test)]

@@ -1,168 +1,249 @@
-//! `rollback` and `promote`. Both republish a stored update onto a channel: devices only take a
-//! strictly newer update, so going back means serving the old files again under a new id and
-//! createdAt. Nothing is re-uploaded; with --private-key the new body is signed here.
-//! `delete --update-id` uses the same path to keep its channel signed.
+//! `rollback` and `promote`. The server republishes what it already stores (new id and
+//! createdAt, same files, nothing uploaded), so a token with only the `rollback` scope can move a
+//! channel between states it has served but can never bring new bytes. The CLI only picks the
+//! platforms, says which update it saw current (`expectedCurrent`: the server answers 409 when a
+//! publish landed since) and, with --private-key, signs the exact body the server built.
+//!
+//! Every platform is prepared first (`prepareOnly`: the server answers the body, writes nothing),
+//! then installed with that body sent back, so a platform that cannot move fails the command
+//! before any channel changes, what is installed is byte for byte what was prepared (and signed),
+//! and a publish landing in between makes the install fail with 409 instead of being overwritten.
 
-use crate::cli::{PromoteArgs, RollbackArgs};
-use crate::commit::{self, Body, Meta};
+use crate::cli::{PromoteArgs, RollbackArgs, RuntimeArgs};
+use crate::commit::{Body, Committed};
 use crate::printer::{MovedList, MovedReport, Printer};
 use crate::sign::Signer;
-use crate::upload::{label, Client};
+use crate::upload::{self, label, Client};
 use crate::verify;
 use anyhow::{anyhow, bail, Context, Result};
-use expo_ota::deploy::api::{ListResponse, PrepareResponse, RuntimeUpdates, UpdateSummary};
-use expo_ota::protocol::manifest::{self, Directive, Manifest};
+use expo_ota::check::DEFAULT_CHANNEL;
+use expo_ota::deploy::api::{
+    CommitResponse, ListResponse, PromoteRequest, RollbackRequest, RuntimeUpdates, SignedBody, ToSign, UpdateSummary,
+};
+use expo_ota::protocol::multipart;
 use expo_ota::storage::layout::Target;
-use expo_ota::storage::record::{RecordKind, UpdateRecord};
+use expo_ota::storage::record::RecordKind;
 use expo_ota::validate::Platform;
+use serde::de::DeserializeOwned;
 
-/// What a channel should serve.
-pub enum Source {
-    /// A stored update (a rollBackToEmbedded record is installed as a fresh directive).
-    Record(Box<UpdateRecord>),
-    /// The update embedded in the app build.
-    Embedded,
+/// A rollback or promote of one platform, without `expectedCurrent` and the signed body (those
+/// are per platform and per phase).
+#[derive(Clone, Debug)]
+pub enum Op {
+    Rollback(RollbackRequest),
+    Promote(PromoteRequest),
 }
 
-/// A source checked against the server: its manifest parsed and every file still stored.
-struct Plan {
-    target: Target,
-    manifest: Option<Manifest>,
-    republished_from: Option<String>,
-    files: Vec<String>,
-    prep: PrepareResponse,
-}
-
-async fn plan(client: &Client, target: Target, source: Source) -> Result<Plan> {
-    let (manifest, republished_from, files) = match source {
-        Source::Record(r) if r.kind == RecordKind::Update => {
-            let m: Manifest =
-                serde_json::from_str(&r.body).with_context(|| format!("update {} has an unreadable manifest", r.id))?;
-            (Some(m), Some(r.id), r.files)
+impl Op {
+    /// The channel whose pointer moves.
+    fn channel(&self) -> &str {
+        match self {
+            Op::Rollback(r) => r.channel.as_deref().unwrap_or(DEFAULT_CHANNEL),
+            Op::Promote(p) => &p.to_channel,
         }
-        Source::Record(r) => (None, Some(r.id), Vec::new()),
-        Source::Embedded => (None, None, Vec::new()),
-    };
-    // Also yields the asset base URL and the runtime's latest createdAt for the new body.
-    let prep = client.prepare(&target, files.clone()).await?;
-    if !prep.missing.is_empty() {
-        bail!(
-            "update {} of {} names {} file(s) the server no longer stores ({}); publish it again instead",
-            republished_from.as_deref().unwrap_or("?"),
-            label(&target),
-            prep.missing.len(),
-            prep.missing.join(", ")
-        );
     }
-    Ok(Plan { target, manifest, republished_from, files, prep })
+
+    fn verb(&self) -> &'static str {
+        match self {
+            Op::Rollback(_) => "roll back",
+            Op::Promote(_) => "promote",
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        client: &Client,
+        t: &Target,
+        expected_current: Option<String>,
+        signed: SignedBody,
+    ) -> Result<T> {
+        match self {
+            Op::Rollback(r) => client.rollback(t, &RollbackRequest { expected_current, signed, ..r.clone() }).await,
+            Op::Promote(p) => client.promote(t, &PromoteRequest { expected_current, signed, ..p.clone() }).await,
+        }
+    }
 }
 
-/// Commits the planned body onto `channel`, then checks devices on that channel get it.
+/// One platform to act on, with the update the CLI saw its channel serve (`None`: unknown, or
+/// nothing, or a directive seen from a device's side).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub target: Target,
+    pub expected: Option<String>,
+}
+
+/// Which platforms to act on and what their channel serves now. With `read` the listing says
+/// both; without it (403) every requested platform is a candidate and the current update is read
+/// the way a device reads it (no token needed). `with_update`: only the platform holding it.
+async fn candidates(
+    client: &Client,
+    rt: &RuntimeArgs,
+    channel: &str,
+    with_update: Option<&str>,
+) -> Result<Vec<Candidate>> {
+    let list = match client.list(&rt.slug).await {
+        Ok(list) => list,
+        Err(e) if upload::status_of(&e) == Some(403) => {
+            let platforms = rt.platform.map_or(Platform::ALL.to_vec(), |p| vec![p]);
+            let mut out = Vec::new();
+            for platform in platforms {
+                let target = Target { slug: rt.slug.clone(), platform, runtime_version: rt.runtime_version.clone() };
+                let expected = served_now(client, &target, channel).await?;
+                out.push(Candidate { target, expected });
+            }
+            return Ok(out);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut rts = runtimes(&list, rt.platform, &rt.runtime_version)?;
+    if let Some(id) = with_update {
+        // An update id belongs to one platform: without --platform, that one.
+        rts.retain(|r| r.updates.iter().any(|u| u.id == id));
+        if rts.is_empty() {
+            bail!(
+                "update {id} is not published for {} runtimeVersion {}{}",
+                rt.slug,
+                rt.runtime_version,
+                on_platform(rt.platform)
+            );
+        }
+    }
+    rts.into_iter()
+        .map(|r| {
+            Ok(Candidate { target: target_of(&rt.slug, r)?, expected: current_in(r, channel).map(|u| u.id.clone()) })
+        })
+        .collect()
+}
+
+/// The update id a device on `channel` is served now, read as a protocol-1 device reads it.
+/// `None` when the channel serves nothing or a rollBackToEmbedded directive (which has no id).
+/// A check cache may answer the previous state for a moment; that only makes the server refuse
+/// with 409, never accept a move the CLI did not see.
+async fn served_now(client: &Client, t: &Target, channel: &str) -> Result<Option<String>> {
+    let (ct, body) = client.client_manifest(t, &[("expo-channel-name", channel.to_string())]).await?;
+    let parts = multipart::parse(&ct, &body)
+        .map_err(|e| anyhow!("the manifest response of {} is not valid multipart/mixed: {e}", label(t)))?;
+    let Some(m) = parts.iter().find(|p| p.name().as_deref() == Some("manifest")) else { return Ok(None) };
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let m: Id = serde_json::from_slice(&m.body).with_context(|| format!("the manifest of {} has no id", label(t)))?;
+    Ok(Some(m.id))
+}
+
+/// Prepares every candidate, then installs each prepared body (signed when `signer` is given)
+/// and checks devices on the channel get exactly it. Unless `strict`, a candidate the server
+/// answers 404 for (nothing there to act on) is skipped with a warning, as long as another moves.
+pub async fn release(
+    client: &Client,
+    candidates: Vec<Candidate>,
+    strict: bool,
+    op: &Op,
+    signer: Option<&Signer>,
+    out: &Printer,
+) -> Result<Vec<MovedReport>> {
+    let mut prepared = Vec::new();
+    let mut skipped = Vec::new();
+    for c in candidates {
+        let prepare = SignedBody { prepare_only: true, ..Default::default() };
+        match op.send::<ToSign>(client, &c.target, c.expected.clone(), prepare).await {
+            Ok(body) => prepared.push((c, body)),
+            Err(e) if !strict && upload::status_of(&e) == Some(404) => skipped.push(format!("{e:#}")),
+            Err(e) => return Err(e),
+        }
+    }
+    if prepared.is_empty() {
+        bail!("nothing to {}: {}", op.verb(), skipped.join("; "));
+    }
+    for s in &skipped {
+        out.warn(format!("skipped {s}"));
+    }
+    let mut moved: Vec<MovedReport> = Vec::new();
+    for (c, to_sign) in prepared {
+        let committed = install(client, &c, to_sign, op, signer).await.map_err(|e| {
+            if moved.is_empty() {
+                return e;
+            }
+            let done: Vec<String> = moved.iter().map(|m| format!("{} now serves {}", m.platform, m.id)).collect();
+            e.context(format!("{} failed after this already moved: {}", c.target.platform, done.join(", ")))
+        })?;
+        moved.push(report(&committed.response));
+    }
+    Ok(moved)
+}
+
+/// Installs one prepared body with the same `expectedCurrent` it was prepared against.
 async fn install(
     client: &Client,
-    p: Plan,
-    channel: &str,
+    c: &Candidate,
+    to_sign: ToSign,
+    op: &Op,
     signer: Option<&Signer>,
-    message: String,
-) -> Result<MovedReport> {
-    let meta = Meta {
-        channel: Some(channel.to_string()),
-        message: Some(message),
-        git_commit: None,
-        republished_from: p.republished_from.clone(),
+) -> Result<Committed> {
+    let signature = signer.map(|s| s.sign(to_sign.body.as_bytes()));
+    let signed = SignedBody {
+        prepare_only: false,
+        body: Some(to_sign.body.clone()),
+        signature: signature.as_ref().map(|s| s.sig.clone()),
+        key_id: signature.as_ref().map(|s| s.key_id.clone()),
     };
-    let c = commit::commit(client, &p.target, &p.files, p.prep, signer, &meta, |prep, created| {
-        Ok(match &p.manifest {
-            Some(m) => Body::Manifest(
-                manifest::republish(m, commit::new_update_id()?, created, channel, &prep.asset_base_url).render(),
-            ),
-            None => Body::Directive(Directive::roll_back_to_embedded(created).render()),
-        })
-    })
-    .await?;
-    verify::served(client, &p.target, Some(channel), &c).await?;
-    let r = c.response;
-    Ok(MovedReport {
-        platform: r.platform,
-        runtime_version: r.runtime_version,
-        channel: r.channel,
-        id: r.id,
-        created_at: r.created_at,
-        kind: r.kind,
-        republished_from: p.republished_from,
-        signed: c.signature.is_some(),
-    })
+    let response: CommitResponse = op.send(client, &c.target, c.expected.clone(), signed).await.map_err(|e| {
+        match upload::status_of(&e) {
+            Some(409) => e.context(format!(
+                "channel {:?} of {} changed after this command read it; nothing was installed there, run the command again",
+                op.channel(),
+                label(&c.target)
+            )),
+            Some(422) => e.context(format!(
+                "what channel {:?} of {} would get changed after this command prepared it; nothing was installed there",
+                op.channel(),
+                label(&c.target)
+            )),
+            _ => e,
+        }
+    })?;
+    let body = match to_sign.kind {
+        RecordKind::Update => Body::Manifest(to_sign.body),
+        RecordKind::RollBackToEmbedded => Body::Directive(to_sign.body),
+    };
+    let committed = Committed { response, body, signature };
+    verify::served(client, &c.target, Some(op.channel()), &committed).await?;
+    Ok(committed)
 }
 
-/// Makes `source` what `channel` of `target` serves (one platform).
-pub async fn make_current(
-    client: &Client,
-    target: Target,
-    channel: &str,
-    source: Source,
-    signer: Option<&Signer>,
-    message: String,
-) -> Result<MovedReport> {
-    let p = plan(client, target, source).await?;
-    install(client, p, channel, signer, message).await
+/// What a channel serves after a release, as the server reported it.
+pub fn report(c: &CommitResponse) -> MovedReport {
+    MovedReport { republished_from: c.republished_from.clone(), signed: c.signed, ..MovedReport::from_server(c) }
+}
+
+fn print(slug: String, moved: Vec<MovedReport>, out: &Printer) {
+    for m in &moved {
+        out.line(m.line());
+    }
+    if out.json() {
+        out.emit(&MovedList { slug, updates: moved });
+    }
 }
 
 pub async fn rollback(args: RollbackArgs, out: &Printer) -> Result<()> {
     let token = crate::auth::require(args.server.auth_token.as_deref())?;
     let signer = crate::sign::from_args(&args.signing)?;
     let client = Client::new(&args.server.server, token)?;
-    let list = client.list(&args.runtime.slug).await?;
-    let mut rts = runtimes(&list, args.runtime.platform, &args.runtime.runtime_version)?;
-    if let Some(id) = &args.to {
-        // An update id belongs to one platform: without --platform, that one.
-        rts.retain(|rt| rt.updates.iter().any(|u| &u.id == id));
-        if rts.is_empty() {
-            bail!(
-                "update {id} is not published for {} runtimeVersion {}{}",
-                args.runtime.slug,
-                args.runtime.runtime_version,
-                on_platform(args.runtime.platform)
-            );
-        }
-    }
-    // Resolve every platform before committing any: all or nothing.
-    let mut plans = Vec::new();
-    for rt in rts {
-        let target = target_of(&args.runtime.slug, rt)?;
-        let (source, message) = if args.to_embedded {
-            (Source::Embedded, "rollback to embedded".to_string())
-        } else {
-            let to = match &args.to {
-                Some(id) => rt.updates.iter().find(|u| &u.id == id).expect("filtered above"),
-                None => {
-                    let current = current_in(rt, &args.channel).ok_or_else(|| {
-                        anyhow!("nothing is current in channel {:?} for {}", args.channel, label(&target))
-                    })?;
-                    previous(rt, current).ok_or_else(|| {
-                        anyhow!("channel {:?} of {} has no update before {}; use --to-embedded to roll back to the embedded update", args.channel, label(&target), current.id)
-                    })?
-                }
-            };
-            if to.kind != RecordKind::Update {
-                bail!(
-                    "{} of {} is a rollBackToEmbedded directive, not an update; use --to-embedded",
-                    to.id,
-                    label(&target)
-                );
-            }
-            (Source::Record(Box::new(client.get_update(&target, &to.id).await?)), format!("rollback to {}", to.id))
-        };
-        plans.push((plan(&client, target, source).await?, args.message.clone().unwrap_or(message)));
-    }
-    let mut moved = Vec::new();
-    for (p, message) in plans {
-        let r = install(&client, p, &args.channel, signer.as_ref(), message).await?;
-        out.line(r.line());
-        moved.push(r);
-    }
-    if out.json() {
-        out.emit(&MovedList { slug: args.runtime.slug, updates: moved });
-    }
+    let to = match (&args.to, args.to_embedded) {
+        (_, true) => Some("embedded".to_string()),
+        (to, false) => to.clone(),
+    };
+    let cands = candidates(&client, &args.runtime, &args.channel, args.to.as_deref()).await?;
+    let op = Op::Rollback(RollbackRequest {
+        channel: Some(args.channel.clone()),
+        to,
+        message: args.message.clone(),
+        ..Default::default()
+    });
+    let strict = args.runtime.platform.is_some();
+    let moved = release(&client, cands, strict, &op, signer.as_ref(), out).await?;
+    print(args.runtime.slug, moved, out);
     Ok(())
 }
 
@@ -173,24 +254,16 @@ pub async fn promote(args: PromoteArgs, out: &Printer) -> Result<()> {
     let token = crate::auth::require(args.server.auth_token.as_deref())?;
     let signer = crate::sign::from_args(&args.signing)?;
     let client = Client::new(&args.server.server, token)?;
-    let list = client.list(&args.runtime.slug).await?;
-    let mut plans = Vec::new();
-    for rt in runtimes(&list, args.runtime.platform, &args.runtime.runtime_version)? {
-        let target = target_of(&args.runtime.slug, rt)?;
-        let from = current_in(rt, &args.from)
-            .ok_or_else(|| anyhow!("nothing is current in channel {:?} for {}", args.from, label(&target)))?;
-        let record = client.get_update(&target, &from.id).await?;
-        plans.push(plan(&client, target, Source::Record(Box::new(record))).await?);
-    }
-    let mut moved = Vec::new();
-    for p in plans {
-        let r = install(&client, p, &args.to, signer.as_ref(), format!("promoted from {}", args.from)).await?;
-        out.line(r.line());
-        moved.push(r);
-    }
-    if out.json() {
-        out.emit(&MovedList { slug: args.runtime.slug, updates: moved });
-    }
+    let cands = candidates(&client, &args.runtime, &args.to, None).await?;
+    let op = Op::Promote(PromoteRequest {
+        from_channel: Some(args.from.clone()),
+        to_channel: args.to.clone(),
+        message: args.message.clone(),
+        ..Default::default()
+    });
+    let strict = args.runtime.platform.is_some();
+    let moved = release(&client, cands, strict, &op, signer.as_ref(), out).await?;
+    print(args.runtime.slug, moved, out);
     Ok(())
 }
 
@@ -221,44 +294,15 @@ fn target_of(slug: &str, rt: &RuntimeUpdates) -> Result<Target> {
 }
 
 /// What `channel` serves now.
-pub fn current_in<'a>(rt: &'a RuntimeUpdates, channel: &str) -> Option<&'a UpdateSummary> {
+fn current_in<'a>(rt: &'a RuntimeUpdates, channel: &str) -> Option<&'a UpdateSummary> {
     rt.updates.iter().find(|u| u.current && u.channel == channel)
-}
-
-/// The update to roll back to: the newest update of `current`'s channel published before the
-/// update `current` is a copy of. Following `republishedFrom` first makes repeated rollbacks walk
-/// further back instead of alternating between the last two updates.
-pub fn previous<'a>(rt: &'a RuntimeUpdates, current: &UpdateSummary) -> Option<&'a UpdateSummary> {
-    let at = origin_position(rt, current)?;
-    rt.updates[at + 1..].iter().find(|u| u.channel == current.channel && u.kind == RecordKind::Update)
-}
-
-/// What the channel served before `doomed` (any kind, directives included): the server's rule
-/// when it promotes on delete, so a keyed delete installs the same state, signed.
-pub fn prior_state<'a>(rt: &'a RuntimeUpdates, doomed: &UpdateSummary) -> Option<&'a UpdateSummary> {
-    let at = rt.updates.iter().position(|u| u.id == doomed.id)?;
-    rt.updates[at + 1..].iter().find(|u| u.channel == doomed.channel)
-}
-
-/// Position (newest first) of the original publish behind `u`'s chain of republishes.
-fn origin_position(rt: &RuntimeUpdates, u: &UpdateSummary) -> Option<usize> {
-    let mut at = rt.updates.iter().position(|x| x.id == u.id)?;
-    // Bounded: a chain cannot be longer than the history.
-    for _ in 0..rt.updates.len() {
-        let Some(from) = rt.updates[at].republished_from.as_deref() else { break };
-        match rt.updates.iter().position(|x| x.id == from) {
-            Some(p) if p > at => at = p,
-            _ => break,
-        }
-    }
-    Some(at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    pub fn summary(id: &str, channel: &str, kind: RecordKind, current: bool) -> UpdateSummary {
+    fn summary(id: &str, channel: &str, kind: RecordKind, current: bool) -> UpdateSummary {
         UpdateSummary {
             id: id.into(),
             created_at: String::new(),
@@ -276,75 +320,20 @@ mod tests {
     }
 
     #[test]
-    fn previous_skips_other_channels_and_directives() {
+    fn current_in_picks_the_channels_current_of_any_kind() {
         use RecordKind::*;
         let rt = RuntimeUpdates {
             platform: "ios".into(),
             runtime_version: "1".into(),
             updates: vec![
                 summary("s2", "staging", Update, true),
-                summary("p3", "production", Update, true),
-                summary("s1", "staging", Update, false),
-                summary("e", "production", RollBackToEmbedded, false),
-                summary("p2", "production", Update, false),
+                summary("e", "production", RollBackToEmbedded, true),
                 summary("p1", "production", Update, false),
             ],
         };
-        let cur = current_in(&rt, "production").unwrap();
-        assert_eq!(cur.id, "p3");
-        assert_eq!(previous(&rt, cur).unwrap().id, "p2");
-        assert_eq!(previous(&rt, current_in(&rt, "staging").unwrap()).unwrap().id, "s1");
-        assert!(previous(&rt, &rt.updates[2]).is_none(), "s1 is the oldest of staging");
+        assert_eq!(current_in(&rt, "production").unwrap().id, "e", "a directive is what devices get");
+        assert_eq!(current_in(&rt, "staging").unwrap().id, "s2");
         assert!(current_in(&rt, "beta").is_none());
-    }
-
-    #[test]
-    fn repeated_rollbacks_walk_back() {
-        use RecordKind::*;
-        let republish = |id: &str, from: &str, current: bool| UpdateSummary {
-            republished_from: Some(from.into()),
-            ..summary(id, "production", Update, current)
-        };
-        // a, b, c published; rolled back once (b' from b): the next rollback goes to a, not c.
-        let rt = RuntimeUpdates {
-            platform: "ios".into(),
-            runtime_version: "1".into(),
-            updates: vec![
-                republish("b2", "b", true),
-                summary("c", "production", Update, false),
-                summary("b", "production", Update, false),
-                summary("a", "production", Update, false),
-            ],
-        };
-        assert_eq!(previous(&rt, &rt.updates[0]).unwrap().id, "a");
-        // Rolled back to the first update: nothing older to go to.
-        let rt = RuntimeUpdates {
-            updates: vec![
-                republish("a2", "a", true),
-                summary("b", "production", Update, false),
-                summary("a", "production", Update, false),
-            ],
-            ..rt
-        };
-        assert!(previous(&rt, &rt.updates[0]).is_none());
-    }
-
-    #[test]
-    fn prior_state_includes_directives() {
-        use RecordKind::*;
-        let rt = RuntimeUpdates {
-            platform: "ios".into(),
-            runtime_version: "1".into(),
-            updates: vec![
-                summary("b", "production", Update, true),
-                summary("s", "staging", Update, true),
-                summary("e", "production", RollBackToEmbedded, false),
-                summary("a", "production", Update, false),
-            ],
-        };
-        assert_eq!(prior_state(&rt, &rt.updates[0]).unwrap().id, "e");
-        assert_eq!(prior_state(&rt, &rt.updates[2]).unwrap().id, "a");
-        assert!(prior_state(&rt, &rt.updates[3]).is_none());
     }
 
     #[test]
@@ -359,5 +348,37 @@ mod tests {
             runtimes(&list, Some(Platform::Ios), "2").unwrap_err().to_string(),
             "nothing is published for a runtimeVersion 2 on ios"
         );
+    }
+
+    #[test]
+    fn op_channel_is_the_one_that_moves() {
+        let rb = Op::Rollback(RollbackRequest::default());
+        assert_eq!((rb.channel(), rb.verb()), ("production", "roll back"));
+        let pr = Op::Promote(PromoteRequest {
+            from_channel: Some("staging".into()),
+            to_channel: "beta".into(),
+            ..Default::default()
+        });
+        assert_eq!((pr.channel(), pr.verb()), ("beta", "promote"));
+    }
+
+    #[test]
+    fn report_keeps_the_servers_provenance_and_signature() {
+        let c = CommitResponse {
+            id: "n".into(),
+            created_at: "t".into(),
+            kind: RecordKind::Update,
+            slug: "a".into(),
+            platform: "ios".into(),
+            runtime_version: "1".into(),
+            channel: "production".into(),
+            launch_asset_bytes: 0,
+            file_count: 0,
+            total_bytes: 0,
+            signed: true,
+            republished_from: Some("o".into()),
+        };
+        let r = report(&c);
+        assert_eq!((r.republished_from.as_deref(), r.signed, r.id.as_str()), (Some("o"), true, "n"));
     }
 }

@@ -1,21 +1,28 @@
-//! An in-process stand-in for the Worker, for end-to-end tests: the same core routing, auth,
-//! `service` and `check` code over a `MemoryStore`, behind a minimal HTTP/1.1 listener (one
-//! request per connection). It shares the Worker's upload preconditions (`service::upload_headers`;
-//! 422 on a digest mismatch, 200 when the file already exists) and can inject failures to exercise the retry loop.
+//! An in-process stand-in for the Worker, for the CLI's tests: a second native adapter over the
+//! core. Every deploy request goes through `expo_ota::deploy::dispatch::handle` — the same
+//! authorization, audit entries and operations as the Worker — with a `MemoryStore` and the
+//! core's `LocalWriter`; manifest checks go through `check`. Only I/O lives here: a minimal
+//! HTTP/1.1 listener (one request per connection), authentication as the Worker does it
+//! (`TOKEN` is the ADMIN_TOKEN; scoped tokens are looked up and verified by the core), appending
+//! what `dispatch` says to audit, follow-up writes after the response, and fault injection.
 
+use expo_ota::access::audit;
+use expo_ota::access::auth::{self, Principal};
+use expo_ota::access::tokens;
 use expo_ota::check::{self, Reply};
-use expo_ota::config::{check_admin, Limits};
-use expo_ota::deploy::api::{PrepareRequest, UploadResponse};
-use expo_ota::deploy::service::{self, Ctx};
+use expo_ota::config::Limits;
+use expo_ota::deploy::dispatch::{self, Backend, Body};
+use expo_ota::deploy::service::{self, Ctx, UploadHeaders};
+use expo_ota::deploy::writer::{LocalWriter, WriteOp, Writer};
 use expo_ota::error::ApiError;
 use expo_ota::http::route::{self, Route};
-use expo_ota::protocol::hash::Digests;
-use expo_ota::storage::store::MemoryStore;
+use expo_ota::storage::store::{MemoryStore, ObjectMeta, ObjectStore, PutOptions};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The server's ADMIN_TOKEN.
 pub const TOKEN: &str = "test-token";
 
 #[derive(Clone, Debug)]
@@ -23,14 +30,46 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
 }
 
-#[derive(Default)]
+/// Runs against the server state just before a matching request is handled.
+pub type Hook = Box<dyn FnOnce(&State) + Send>;
+
+/// A hook for the request after `skip` more requests whose path contains `path`.
+pub struct Before {
+    pub path: &'static str,
+    pub skip: usize,
+    pub run: Hook,
+}
+
 pub struct State {
-    pub store: MemoryStore,
+    pub store: Arc<MemoryStore>,
+    writer: LocalWriter<MemoryStore>,
+    /// `https://host` clients reach the server at.
+    pub origin: String,
     /// `(path substring, status)`: the next request whose path matches gets that status instead.
     pub inject: Mutex<Vec<(&'static str, u16)>>,
+    pub before: Mutex<Vec<Before>>,
     pub seen: Mutex<Vec<Seen>>,
+}
+
+impl Backend for State {
+    type Store = MemoryStore;
+    type Writer = LocalWriter<MemoryStore>;
+    fn store(&self) -> &MemoryStore {
+        &self.store
+    }
+    fn writer(&self) -> &LocalWriter<MemoryStore> {
+        &self.writer
+    }
+}
+
+impl State {
+    /// Applies one write as the app's writer, now (for hooks that change state mid-command).
+    pub fn write(&self, op: WriteOp) -> Result<expo_ota::deploy::writer::WriteOutcome, ApiError> {
+        with_ctx(&self.origin, |ctx| pollster::block_on(self.writer.write(op, ctx)))
+    }
 }
 
 pub struct Server {
@@ -41,18 +80,33 @@ pub struct Server {
 pub async fn start() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(State { store: MemoryStore::new(), ..Default::default() });
-    let (st, origin) = (state.clone(), url.clone());
+    let store = Arc::new(MemoryStore::new());
+    let state = Arc::new(State {
+        writer: LocalWriter::new(store.clone()),
+        store,
+        origin: url.clone(),
+        inject: Mutex::default(),
+        before: Mutex::default(),
+        seen: Mutex::default(),
+    });
+    let st = state.clone();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
-            let (st, origin) = (st.clone(), origin.clone());
-            tokio::spawn(async move { serve(sock, &st, &origin).await });
+            let st = st.clone();
+            tokio::spawn(async move { serve(sock, &st).await });
         }
     });
     Server { url, state }
 }
 
-async fn serve(mut sock: TcpStream, st: &State, origin: &str) {
+/// A request context stamped now, as the Worker makes one per request.
+fn with_ctx<T>(origin: &str, f: impl FnOnce(&Ctx<'_>) -> T) -> T {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let random = || crate::commit::random_bytes().expect("OS randomness");
+    f(&Ctx { origin, now_ms, limits: Limits::default(), random: &random })
+}
+
+async fn serve(mut sock: TcpStream, st: &State) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     let head_end = loop {
@@ -82,21 +136,39 @@ async fn serve(mut sock: TcpStream, st: &State, origin: &str) {
         }
     }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    st.seen.lock().unwrap().push(Seen { method: method.clone(), path: path.to_string(), headers: headers.clone() });
+    st.seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.to_string(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+    let hook = {
+        let mut before = st.before.lock().unwrap();
+        match before.iter().position(|b| path.contains(b.path)) {
+            Some(i) if before[i].skip == 0 => Some(before.remove(i).run),
+            Some(i) => {
+                before[i].skip -= 1;
+                None
+            }
+            None => None,
+        }
+    };
+    if let Some(run) = hook {
+        run(st);
+    }
     let injected = {
         let mut inject = st.inject.lock().unwrap();
         inject.iter().position(|(p, _)| path.contains(p)).map(|i| inject.remove(i).1)
     };
-    let reply = match injected {
+    let (reply, after) = match injected {
         Some(status) => {
             let mut r = Reply::error(&ApiError::new(status, "injected failure"));
             r.headers.push(("retry-after", "0".into()));
-            r
+            (r, Vec::new())
         }
-        // `Ctx` holds a non-`Sync` `&dyn Fn`, so the handler cannot be held across an await of
-        // this `Send` task; the memory store's futures are ready at once, so block on them here.
-        None => pollster::block_on(handle(&method, path, query, &headers, body, st, origin))
-            .unwrap_or_else(|e| Reply::error(&e)),
+        // The core's futures are not `Send` (and `Ctx` holds a `&dyn Fn`), so they cannot be held
+        // across an await of this task; over memory they complete at once, so block on them here.
+        None => with_ctx(&st.origin, |ctx| pollster::block_on(handle(&method, path, query, &headers, body, st, ctx))),
     };
     let mut out =
         format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n", reply.status, reply.body.len());
@@ -107,16 +179,15 @@ async fn serve(mut sock: TcpStream, st: &State, origin: &str) {
     let _ = sock.write_all(out.as_bytes()).await;
     let _ = sock.write_all(&reply.body).await;
     let _ = sock.shutdown().await;
+    // Like the Worker's waitUntil: after the response, failures only logged.
+    for op in after {
+        if let Err(e) = st.write(op) {
+            eprintln!("test server: follow-up write failed: {}", e.message);
+        }
+    }
 }
 
-fn json<T: serde::Serialize>(status: u16, v: &T) -> Reply {
-    Reply { status, headers: vec![("content-type", "application/json".into())], body: serde_json::to_vec(v).unwrap() }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-}
-
+/// One request: the reply, and the writes to run after responding.
 async fn handle(
     method: &str,
     path: &str,
@@ -124,51 +195,90 @@ async fn handle(
     headers: &BTreeMap<String, String>,
     body: Vec<u8>,
     st: &State,
-    origin: &str,
-) -> Result<Reply, ApiError> {
-    let route = route::parse(method, path)?;
-    if route.needs_auth() {
-        check_admin(headers.get("authorization").map(String::as_str), Some(TOKEN))?;
+    ctx: &Ctx<'_>,
+) -> (Reply, Vec<WriteOp>) {
+    let header = |n: &str| headers.get(n).cloned();
+    let route = match route::parse(method, path) {
+        Ok(r) => r,
+        Err(e) => return (Reply::error(&e), Vec::new()),
+    };
+    if !route.needs_auth() {
+        return (public(route, query, &header, st).await.unwrap_or_else(|e| Reply::error(&e)), Vec::new());
     }
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    let random = || crate::commit::random_bytes().unwrap();
-    let ctx = Ctx { origin, now_ms, limits: Limits::default(), random: &random };
-    let store = &st.store;
-    Ok(match route {
+    let who = match authenticate(header("authorization").as_deref(), &st.store, ctx).await {
+        Ok(who) => who,
+        Err(e) => return (Reply::error(&e), Vec::new()),
+    };
+    let mut body = Buffered { bytes: Some(body), store: &st.store };
+    let done = dispatch::handle(st, &who, dispatch::Request { route, query, header: &header }, &mut body, ctx).await;
+    // No check cache here, so `done.invalidate` has nothing to drop.
+    if let Some(entry) = done.audit {
+        if let Err(e) = audit::append(&*st.store, entry, ctx).await {
+            eprintln!("test server: audit write failed: {}", e.message);
+        }
+    }
+    (done.reply.unwrap_or_else(|e| Reply::error(&e)), done.after)
+}
+
+/// Routes without a token. The double holds no server key, like a Worker without
+/// CODE_SIGNING_PRIVATE_KEY: only publisher signatures are served, and an unsigned update asked
+/// to be signed is a 406.
+async fn public(
+    route: Route,
+    query: &str,
+    header: &dyn Fn(&str) -> Option<String>,
+    st: &State,
+) -> Result<Reply, ApiError> {
+    match route {
+        Route::Health => dispatch::json(200, &serde_json::json!({"ok": true})),
         Route::Manifest => {
-            let req = check::parse_request(query, &|n| headers.get(n).cloned())?;
-            let current = service::current(store, &req.target, &req.channel).await?;
-            // The double holds no server key, like a Worker without CODE_SIGNING_PRIVATE_KEY: only
-            // publisher signatures are served, and an unsigned update asked to be signed is a 406.
-            check::respond(&req, &check::decide(&req, current.as_ref()), None)
+            let req = check::parse_request(query, header)?;
+            let current = service::current(&*st.store, &req.target, &req.channel).await?;
+            Ok(check::respond(&req, &check::decide(&req, current.as_ref()), None))
         }
-        Route::PublishPrepare { target } => {
-            json(200, &service::prepare(store, &target, &parse::<PrepareRequest>(&body)?, &ctx).await?)
-        }
-        Route::PublishCommit { target } => json(201, &service::commit(store, &target, parse(&body)?, &ctx).await?),
-        Route::ListUpdates => {
-            let slug = route::query_param(query, "slug")
-                .ok_or_else(|| ApiError::bad_request("missing slug query parameter"))?;
-            json(200, &service::list(store, &slug).await?)
-        }
-        Route::DeleteRuntime { target } => json(200, &service::delete_runtime(store, &target).await?),
-        Route::GetUpdate { target, id } => json(200, &service::get_record(store, &target, &id).await?),
-        Route::DeleteUpdate { target, id } => json(200, &service::delete_update(store, &target, &id, &ctx).await?),
-        Route::UploadFile { target, sha256 } => {
-            let up = service::upload_headers(&|n| headers.get(n).cloned(), &ctx.limits)?;
-            let key = target.file_key(&sha256);
-            if let Some(b) = store.bytes(&key) {
-                return Ok(json(200, &UploadResponse { sha256, size: b.len() as u64, stored: false }));
-            }
-            let d = Digests::of(&body);
-            if d.sha256_hex() != sha256 || up.md5.is_some_and(|m| m != d.md5) || d.size != up.len {
-                return Err(ApiError::unprocessable("body does not match its digest"));
-            }
-            store.put_file(&key, &body, &up.content_type);
-            json(201, &UploadResponse { sha256, size: d.size, stored: true })
-        }
-        other => return Err(ApiError::not_found(format!("test server does not implement {other:?}"))),
-    })
+        other => Err(ApiError::not_found(format!("the test server does not serve {other:?}"))),
+    }
+}
+
+/// The ADMIN_TOKEN, or a scoped token found by its id and checked against its digest — what
+/// `src/worker/deploy.rs` does against R2.
+async fn authenticate(authorization: Option<&str>, store: &MemoryStore, ctx: &Ctx<'_>) -> Result<Principal, ApiError> {
+    let admin = auth::admin_secret(Some(TOKEN))?;
+    let given = auth::bearer(authorization)?;
+    if auth::is_admin(given, admin) {
+        return Ok(Principal::Admin);
+    }
+    let id = auth::token_id(given).ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+    let found = tokens::lookup(store, id).await?;
+    let etag = found.as_ref().map(|(_, e)| e.clone());
+    let record = auth::verify_token(given, found.map(|(r, _)| r), ctx.now_ms)?;
+    if let Some(etag) = etag {
+        tokens::touch(store, record.clone(), etag, ctx.now_ms).await?;
+    }
+    Ok(Principal::Token(Box::new(record)))
+}
+
+/// The buffered request body. A file upload is stored with its digests for the store to verify,
+/// as R2 verifies them (a mismatch stores nothing and is a 422).
+struct Buffered<'a> {
+    bytes: Option<Vec<u8>>,
+    store: &'a MemoryStore,
+}
+
+impl Body for Buffered<'_> {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, ApiError>> {
+        self.bytes.take().map(Ok)
+    }
+    async fn store_file(&mut self, key: &str, up: &UploadHeaders, sha256: [u8; 32]) -> Result<ObjectMeta, ApiError> {
+        let bytes = self.bytes.take().unwrap_or_default();
+        let opts = PutOptions {
+            content_type: Some(up.content_type.clone()),
+            sha256: Some(sha256),
+            md5: up.md5,
+            ..Default::default()
+        };
+        self.store.put(key, bytes, opts).await?.ok_or_else(|| ApiError::internal("an unconditional put stored nothing"))
+    }
 }
 
 #[cfg(test)]
@@ -409,15 +519,19 @@ mod tests {
         assert!(!server.state.store.keys().is_empty());
         let Command::Delete(d) = cli(&[&base[..], &["--yes"]].concat()) else { unreachable!() };
         manage::delete(d, &Printer::new(true)).await.unwrap();
-        assert!(server.state.store.keys().is_empty());
+        assert!(app_keys(&server).is_empty(), "only the audit log is left");
         let Command::Delete(d) = cli(&[&base[..], &["--yes"]].concat()) else { unreachable!() };
         let err = format!("{:#}", manage::delete(d, &Printer::new(true)).await.unwrap_err());
         assert!(err.contains("HTTP 404"), "{err}");
     }
 
-    /// Runs a rollback, promote or delete command with the token and `--json`.
+    /// Runs a rollback, promote or delete command with the ADMIN_TOKEN and `--json`.
     async fn run(args: &[&str]) -> anyhow::Result<()> {
-        let all: Vec<&str> = args.iter().copied().chain(["--auth-token", TOKEN, "--json"]).collect();
+        run_as(TOKEN, args).await
+    }
+
+    async fn run_as(token: &str, args: &[&str]) -> anyhow::Result<()> {
+        let all: Vec<&str> = args.iter().copied().chain(["--auth-token", token, "--json"]).collect();
         let out = Printer::new(true);
         match cli(&all) {
             Command::Rollback(a) => rollback::rollback(a, &out).await,
@@ -436,7 +550,7 @@ mod tests {
     }
 
     async fn current(server: &Server, t: &Target, channel: &str) -> UpdateRecord {
-        service::current(&server.state.store, t, channel).await.unwrap().expect("a current update")
+        service::current(&*server.state.store, t, channel).await.unwrap().expect("a current update")
     }
 
     fn manifest_of(r: &UpdateRecord) -> Manifest {
@@ -503,10 +617,7 @@ mod tests {
             let m = manifest_of(&now);
             assert_eq!((m.id.as_str(), m.created_at.as_str()), (now.id.as_str(), now.created_at.as_str()));
             assert_eq!(m.launch_asset.hash, a.launch_asset.hash);
-            assert_eq!(
-                now.files,
-                Client::new(&server.url, TOKEN.into()).unwrap().get_update(&t, &old).await.unwrap().files
-            );
+            assert_eq!(now.files, service::get_record(&*server.state.store, &t, &old).await.unwrap().files);
             assert_signed(&now);
         }
         let checks = seen(&server, "GET", "/api/manifest");
@@ -555,7 +666,7 @@ mod tests {
         ];
         // With one update there is nothing to go back to but the embedded one.
         let err = format!("{:#}", run(&base).await.unwrap_err());
-        assert!(err.contains("no update before") && err.contains("--to-embedded"), "{err}");
+        assert!(err.contains("no update before") && err.contains("\"embedded\""), "{err}");
 
         let k = key();
         run(&[&base[..], &["--to-embedded", "--private-key", &k]].concat()).await.unwrap();
@@ -708,12 +819,9 @@ mod tests {
         run(&[&base[..], &["--update-id", &v2]].concat()).await.unwrap();
         let now = current(&server, &ios, "production").await;
         assert_eq!((now.republished_from.as_deref(), now.signature.as_deref()), (Some(v1.as_str()), None));
-        assert_eq!(
-            client.get_update(&ios, &v2).await.map_err(|e| crate::upload::status_of(&e)).unwrap_err(),
-            Some(404)
-        );
+        assert_eq!(service::get_record(&*server.state.store, &ios, &v2).await.unwrap_err().status, 404);
 
-        // With a key the CLI rolls back, signed, before deleting; the server promotes nothing.
+        // With a key the server's unsigned promotion is replaced by a signed copy of the same state.
         let k = key();
         let v3 = publish(&server, "demo-app-v3", "demo-app", &[&only_ios[..], &["--private-key", &k]].concat())
             .await
@@ -727,10 +835,22 @@ mod tests {
         assert_eq!(signed.republished_from.as_deref(), Some(now.id.as_str()));
         assert_eq!(signed.message, Some(format!("promoted after deleting {v3}")));
         assert_signed(&signed);
-        let commit_at = server.state.seen.lock().unwrap().iter().rposition(|s| s.path.ends_with("/commit")).unwrap();
-        let delete_at = server.state.seen.lock().unwrap().iter().rposition(|s| s.method == "DELETE").unwrap();
-        assert!(commit_at < delete_at, "rolled back before deleting");
-        assert!(client.get_update(&ios, &v3).await.is_err());
+        let history = client.list("demo-app").await.unwrap().runtimes.remove(0).updates;
+        let unsigned = history.iter().find(|u| u.republished_from.as_deref() == Some(now.id.as_str()) && !u.signed);
+        let unsigned = unsigned.expect("the server's promotion stays in history");
+        assert!(!unsigned.current);
+        // Deleted first; then re-signed through rollback, expecting the server's promotion current.
+        let seen = server.state.seen.lock().unwrap().clone();
+        let delete_at = seen.iter().rposition(|s| s.method == "DELETE").unwrap();
+        let install = seen.iter().rposition(|s| s.path.ends_with("/rollback")).unwrap();
+        assert!(delete_at < install);
+        let sent: serde_json::Value = serde_json::from_slice(&seen[install].body).unwrap();
+        assert_eq!(
+            (sent["to"].as_str(), sent["expectedCurrent"].as_str()),
+            (Some(now.id.as_str()), Some(unsigned.id.as_str()))
+        );
+        assert!(!seen[delete_at..].iter().any(|s| s.path.ends_with("/commit")), "commit never republishes");
+        assert_eq!(service::get_record(&*server.state.store, &ios, &v3).await.unwrap_err().status, 404);
 
         // Deleting an update that is not current moves nothing.
         run(&[&base[..], &["--update-id", &v1, "--private-key", &k]].concat()).await.unwrap();
@@ -738,7 +858,7 @@ mod tests {
 
         // The last update of a channel gives way to a signed rollBackToEmbedded directive.
         let mut left = client.list("demo-app").await.unwrap().runtimes.remove(0).updates;
-        assert_eq!(left.len(), 2);
+        assert_eq!(left.len(), 3, "two promotions and the signed copy");
         left.sort_by_key(|u| u.current);
         for id in left.iter().map(|u| &u.id) {
             run(&[&base[..], &["--update-id", id, "--private-key", &k]].concat()).await.unwrap();
@@ -748,6 +868,232 @@ mod tests {
         assert_signed(&last);
         let err =
             format!("{:#}", run(&[&base[..], &["--update-id", &v1, "--private-key", &k]].concat()).await.unwrap_err());
-        assert!(err.contains("is not published"), "{err}");
+        assert!(err.contains("HTTP 404"), "{err}");
+    }
+
+    /// Everything but the audit log and token records: what a deploy operation may change.
+    fn app_keys(server: &Server) -> Vec<String> {
+        server.state.store.keys().into_iter().filter(|k| !k.starts_with("_system/")).collect()
+    }
+
+    /// A token for `apps` with only `scopes`, minted with the ADMIN_TOKEN.
+    async fn mint(server: &Server, apps: &[&str], scopes: &[&str]) -> (String, String) {
+        let req = expo_ota::access::tokens::CreateTokenRequest {
+            name: "ci-rollback".into(),
+            apps: apps.iter().map(|a| a.to_string()).collect(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let created = Client::new(&server.url, TOKEN.into()).unwrap().create_token(&req).await.unwrap();
+        (created.token, created.info.id)
+    }
+
+    /// The JSON bodies the CLI sent to `path_end`, in order.
+    fn sent(server: &Server, path_end: &str) -> Vec<serde_json::Value> {
+        let seen = server.state.seen.lock().unwrap();
+        seen.iter().filter(|s| s.path.ends_with(path_end)).map(|s| serde_json::from_slice(&s.body).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn rollback_only_token_rolls_back_and_promotes_signed() {
+        let server = start().await;
+        let v1 = publish(&server, "demo-app-v1", "demo-app", &[]).await.unwrap();
+        let v2 = publish(&server, "demo-app-v2", "demo-app", &[]).await.unwrap();
+        publish(&server, "utility-app-v1", "utility-app", &["--channel", "staging"]).await.unwrap();
+        let (token, token_id) = mint(&server, &["demo-app", "utility-app"], &["rollback"]).await;
+        // The token can neither read the history nor publish.
+        let scoped = Client::new(&server.url, token.clone()).unwrap();
+        assert_eq!(crate::upload::status_of(&scoped.list("demo-app").await.unwrap_err()), Some(403));
+        let err =
+            format!("{:#}", publish(&server, "demo-app-v3", "demo-app", &["--auth-token", &token]).await.unwrap_err());
+        assert!(err.contains("HTTP 403"), "{err}");
+
+        // Without --platform or `read`, both platforms are rolled back, signed with the publisher's key.
+        let k = key();
+        let before = server.state.seen.lock().unwrap().len();
+        run_as(
+            &token,
+            &[
+                "rollback",
+                "--server",
+                &server.url,
+                "--slug",
+                "demo-app",
+                "--runtime-version",
+                "1.0.3",
+                "--private-key",
+                &k,
+            ],
+        )
+        .await
+        .unwrap();
+        for (a, b) in v1.updates.iter().zip(&v2.updates) {
+            let t = target("demo-app", Platform::parse(&a.platform).unwrap(), "1.0.3");
+            let now = current(&server, &t, "production").await;
+            assert_eq!(now.republished_from, a.id, "{}", a.platform);
+            assert!(now.created_at > b.created_at.clone().unwrap());
+            assert_signed(&now);
+            assert_eq!(manifest_of(&now).launch_asset.hash, a.launch_asset.hash);
+        }
+        // What was current came from the device's view (no token), and both calls said so.
+        let seen: Vec<Seen> = server.state.seen.lock().unwrap()[before..].to_vec();
+        let views =
+            seen.iter().filter(|s| s.path == "/api/manifest" && !s.headers.contains_key("expo-expect-signature"));
+        assert_eq!(views.count(), 2);
+        let calls = sent(&server, "/rollback");
+        assert_eq!(calls.len(), 4, "prepare and install per platform");
+        // Every platform is prepared before any is installed.
+        let (prepares, installs) = calls.split_at(2);
+        for ((prepare, install), v2u) in prepares.iter().zip(installs).zip(&v2.updates) {
+            assert_eq!((prepare["prepareOnly"].as_bool(), install.get("prepareOnly")), (Some(true), None));
+            assert_eq!(prepare["expectedCurrent"].as_str(), v2u.id.as_deref());
+            assert_eq!(install["expectedCurrent"].as_str(), v2u.id.as_deref());
+            assert!(install["signature"].is_string() && install["body"].is_string());
+        }
+
+        // Promote: utility-app has no iOS build; that platform is skipped, android moves.
+        let staging = current(&server, &target("utility-app", Platform::Android, "2.0.0"), "staging").await;
+        run_as(
+            &token,
+            &[
+                "promote",
+                "--server",
+                &server.url,
+                "--slug",
+                "utility-app",
+                "--runtime-version",
+                "2.0.0",
+                "--from",
+                "staging",
+                "--to",
+                "production",
+                "--message",
+                "ship it",
+            ],
+        )
+        .await
+        .unwrap();
+        let prod = current(&server, &target("utility-app", Platform::Android, "2.0.0"), "production").await;
+        assert_eq!(
+            (prod.republished_from.as_deref(), prod.message.as_deref(), prod.signature.as_deref()),
+            (Some(staging.id.as_str()), Some("ship it"), None)
+        );
+        assert!(!app_keys(&server).iter().any(|k| k.starts_with("utility-app/ios/")));
+        // With --platform a platform with nothing to promote is an error.
+        let err = format!(
+            "{:#}",
+            run_as(
+                &token,
+                &[
+                    "promote",
+                    "--server",
+                    &server.url,
+                    "--slug",
+                    "utility-app",
+                    "--platform",
+                    "ios",
+                    "--runtime-version",
+                    "2.0.0",
+                    "--from",
+                    "staging",
+                    "--to",
+                    "production"
+                ]
+            )
+            .await
+            .unwrap_err()
+        );
+        assert!(err.contains("HTTP 404") && err.contains("nothing is current in channel \"staging\""), "{err}");
+
+        // Nor delete: refused, and audited as refused.
+        let v2_ios = v2.updates[0].id.clone().unwrap();
+        let delete = [
+            "delete",
+            "--server",
+            &server.url,
+            "--slug",
+            "demo-app",
+            "--platform",
+            "ios",
+            "--runtime-version",
+            "1.0.3",
+            "--update-id",
+            &v2_ios,
+        ];
+        let err = format!("{:#}", run_as(&token, &delete).await.unwrap_err());
+        assert!(err.contains("HTTP 403"), "{err}");
+
+        // Every operation is in the audit log under the token, from the core's dispatcher.
+        let log = Client::new(&server.url, TOKEN.into()).unwrap().audit(None, None, 1000).await.unwrap();
+        let installed: Vec<_> = log
+            .entries
+            .iter()
+            .filter(|e| e.actor == token_id && e.status == 201)
+            .map(|e| (e.action.as_str(), e.slug.as_deref().unwrap(), e.platform.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            installed,
+            [
+                ("rollback", "demo-app", "ios"),
+                ("rollback", "demo-app", "android"),
+                ("promote", "utility-app", "android")
+            ]
+        );
+        assert!(log.entries.iter().any(|e| e.actor == token_id && e.action == "delete-update" && e.status == 403));
+    }
+
+    /// Publishes `t`'s current files again under a new id, straight through the app's writer, as
+    /// a publish from another machine would land.
+    fn publish_now(st: &State, t: &Target) -> String {
+        let cur = pollster::block_on(service::current(&*st.store, t, "production")).unwrap().unwrap();
+        let latest = pollster::block_on(service::latest_created(&*st.store, t)).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let id = crate::commit::new_update_id().unwrap();
+        let base = format!("{}{}", st.origin, t.asset_path());
+        let m = expo_ota::protocol::manifest::republish(
+            &manifest_of(&cur),
+            id.clone(),
+            service::next_created_ms(now, latest),
+            "production",
+            &base,
+        );
+        let request = expo_ota::deploy::api::CommitRequest { manifest: m.render(), ..Default::default() };
+        st.write(WriteOp::Commit { target: t.clone(), request }).unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn publish_between_prepare_and_install_fails_rollback_with_409() {
+        let server = start().await;
+        let only_ios = ["--platform", "ios"];
+        publish(&server, "demo-app-v1", "demo-app", &only_ios).await.unwrap();
+        publish(&server, "demo-app-v2", "demo-app", &only_ios).await.unwrap();
+        let ios = target("demo-app", Platform::Ios, "1.0.3");
+        let (scoped, _) = mint(&server, &["demo-app"], &["rollback"]).await;
+        let k = key();
+        let base = ["rollback", "--server", &server.url, "--slug", "demo-app", "--runtime-version", "1.0.3"];
+        // Listed with the ADMIN_TOKEN, unsigned; then seen as a device sees it, signed.
+        for (token, extra) in [(TOKEN, &[][..]), (scoped.as_str(), &["--private-key", k.as_str()][..])] {
+            let landed = Arc::new(Mutex::new(None));
+            let l = landed.clone();
+            let run: Hook = Box::new(move |st: &State| {
+                let id = publish_now(st, &target("demo-app", Platform::Ios, "1.0.3"));
+                let keys: Vec<String> = st.store.keys().into_iter().filter(|k| !k.starts_with("_system/")).collect();
+                *l.lock().unwrap() = Some((id, keys));
+            });
+            server.state.before.lock().unwrap().push(Before { path: "/rollback", skip: 1, run });
+            let err = format!("{:#}", run_as(token, &[&base[..], extra].concat()).await.unwrap_err());
+            assert!(err.contains("HTTP 409") && err.contains("changed after this command read it"), "{err}");
+            assert!(err.contains("something was published since you looked"), "{err}");
+            let (id, keys) = landed.lock().unwrap().take().expect("the hook ran between prepare and install");
+            assert_eq!(app_keys(&server), keys, "nothing changed after the publish landed");
+            assert_eq!(current(&server, &ios, "production").await.id, id);
+        }
+        // Run again, it rolls back from what is current now.
+        let now = current(&server, &ios, "production").await;
+        run_as(&scoped, &[&base[..], &["--platform", "ios"]].concat()).await.unwrap();
+        let after = current(&server, &ios, "production").await;
+        assert_ne!(after.id, now.id);
+        assert_eq!(sent(&server, "/rollback").last().unwrap()["expectedCurrent"], now.id.as_str());
     }
 }

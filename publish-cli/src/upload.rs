@@ -287,18 +287,33 @@ impl Client {
         Self::json(what, resp).await
     }
 
-    /// One stored update, manifest or directive body included.
-    pub async fn get_update(&self, t: &Target, id: &str) -> Result<expo_ota::storage::record::UpdateRecord> {
-        let what = format!("get update {id} of {}", label(t));
-        let path = format!("/api/updates/{}/{id}", target_path(t));
-        let resp = self.send(&what, || async { Ok(self.request(Method::GET, &path)) }).await?;
-        Self::json(&what, resp).await
-    }
-
     pub async fn delete_update(&self, t: &Target, id: &str) -> Result<DeleteUpdateResponse> {
         let what = format!("delete update {id} of {}", label(t));
         let path = format!("/api/updates/{}/{id}", target_path(t));
         let resp = self.send(&what, || async { Ok(self.request(Method::DELETE, &path)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    /// `POST …/rollback` (scope `rollback`): with `prepareOnly` the body to sign ([`ToSign`],
+    /// nothing written), else what was installed ([`CommitResponse`]).
+    pub async fn rollback<T: serde::de::DeserializeOwned>(&self, t: &Target, req: &RollbackRequest) -> Result<T> {
+        self.release("rollback", t, req).await
+    }
+
+    /// `POST …/promote` (scope `rollback`), answered like [`Client::rollback`].
+    pub async fn promote<T: serde::de::DeserializeOwned>(&self, t: &Target, req: &PromoteRequest) -> Result<T> {
+        self.release("promote", t, req).await
+    }
+
+    async fn release<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &str,
+        t: &Target,
+        req: &impl serde::Serialize,
+    ) -> Result<T> {
+        let what = format!("{op} {}", label(t));
+        let path = format!("/api/updates/{}/{op}", target_path(t));
+        let resp = self.send(&what, || async { Ok(self.request(Method::POST, &path).json(req)) }).await?;
         Self::json(&what, resp).await
     }
 
