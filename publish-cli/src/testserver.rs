@@ -7,8 +7,7 @@
 //! what `dispatch` says to audit, follow-up writes after the response, and fault injection.
 
 use expo_ota::access::audit;
-use expo_ota::access::auth::{self, Principal};
-use expo_ota::access::tokens;
+use expo_ota::access::auth;
 use expo_ota::check::{self, Reply};
 use expo_ota::config::Limits;
 use expo_ota::deploy::dispatch::{self, Backend, Body};
@@ -205,9 +204,14 @@ async fn handle(
     if !route.needs_auth() {
         return (public(route, query, &header, st).await.unwrap_or_else(|e| Reply::error(&e)), Vec::new());
     }
-    let who = match authenticate(header("authorization").as_deref(), &st.store, ctx).await {
+    let who = match auth::authenticate(&*st.store, Some(TOKEN), header("authorization").as_deref(), ctx.now_ms).await {
         Ok(who) => who,
-        Err(e) => return (Reply::error(&e), Vec::new()),
+        Err(failure) => {
+            if let Some(entry) = failure.audit {
+                let _ = audit::append(&*st.store, *entry, ctx).await;
+            }
+            return (Reply::error(&failure.error), Vec::new());
+        }
     };
     let mut body = Buffered { bytes: Some(body), store: &st.store };
     let done = dispatch::handle(st, &who, dispatch::Request { route, query, header: &header }, &mut body, ctx).await;
@@ -242,22 +246,6 @@ async fn public(
 
 /// The ADMIN_TOKEN, or a scoped token found by its id and checked against its digest — what
 /// `src/worker/deploy.rs` does against R2.
-async fn authenticate(authorization: Option<&str>, store: &MemoryStore, ctx: &Ctx<'_>) -> Result<Principal, ApiError> {
-    let admin = auth::admin_secret(Some(TOKEN))?;
-    let given = auth::bearer(authorization)?;
-    if auth::is_admin(given, admin) {
-        return Ok(Principal::Admin);
-    }
-    let id = auth::token_id(given).ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-    let found = tokens::lookup(store, id).await?;
-    let etag = found.as_ref().map(|(_, e)| e.clone());
-    let record = auth::verify_token(given, found.map(|(r, _)| r), ctx.now_ms)?;
-    if let Some(etag) = etag {
-        tokens::touch(store, record.clone(), etag, ctx.now_ms).await?;
-    }
-    Ok(Principal::Token(Box::new(record)))
-}
-
 /// The buffered request body. A file upload is stored with its digests for the store to verify,
 /// as R2 verifies them (a mismatch stores nothing and is a 422).
 struct Buffered<'a> {
@@ -1024,19 +1012,20 @@ mod tests {
         assert!(err.contains("HTTP 403"), "{err}");
 
         // Every operation is in the audit log under the token, from the core's dispatcher.
-        let log = Client::new(&server.url, TOKEN.into()).unwrap().audit(None, None, 1000).await.unwrap();
+        let log = Client::new(&server.url, TOKEN.into()).unwrap().audit(None, None, None, 1000).await.unwrap();
         let installed: Vec<_> = log
             .entries
             .iter()
             .filter(|e| e.actor == token_id && e.status == 201)
             .map(|e| (e.action.as_str(), e.slug.as_deref().unwrap(), e.platform.as_deref().unwrap()))
             .collect();
+        // Newest first.
         assert_eq!(
             installed,
             [
-                ("rollback", "demo-app", "ios"),
+                ("promote", "utility-app", "android"),
                 ("rollback", "demo-app", "android"),
-                ("promote", "utility-app", "android")
+                ("rollback", "demo-app", "ios")
             ]
         );
         assert!(log.entries.iter().any(|e| e.actor == token_id && e.action == "delete-update" && e.status == 403));

@@ -200,6 +200,9 @@ pub struct ToSign {
     pub channel: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub republished_from: Option<String>,
+    /// What the channel served when this body was built: send it back as `expectedCurrent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
 }
 
 /// What a rollback or promote did: installed, or (prepareOnly) what it would install.

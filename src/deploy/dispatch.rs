@@ -145,6 +145,7 @@ pub async fn handle<B: Backend>(
     ctx: &Ctx<'_>,
 ) -> Handled {
     let mut audit = audit_entry(&req.route, who);
+    let releasing = matches!(req.route, Route::Rollback { .. } | Route::Promote { .. });
     let invalidate = invalidations(&req.route);
     let mut after = Vec::new();
     let reply = async {
@@ -153,7 +154,9 @@ pub async fn handle<B: Backend>(
         run(backend, req, body, ctx, audit.as_mut(), &mut after).await
     }
     .await;
-    let audit = audit.map(|e| match &reply {
+    // Asking for the body to sign (rollback/promote `prepareOnly`) changes nothing: not audited.
+    let prepared = releasing && matches!(&reply, Ok(r) if r.status == 200);
+    let audit = audit.filter(|_| !prepared).map(|e| match &reply {
         Ok(r) => e.result::<()>(&Ok(()), r.status),
         // A single-request publish that failed after committing some platforms names them.
         Err(err) => committed_ids(err).fold(e, |e, id| e.with_update_ids([id])).result::<()>(&Err(err.clone()), 0),

@@ -203,6 +203,10 @@ async fn release<S: ObjectStore>(
             kind: record.kind,
             channel: channel.to_string(),
             republished_from: record.republished_from,
+            current: match expect {
+                Expect::Current(c) => c.clone(),
+                Expect::Anything => None,
+            },
         }));
     }
     if let Some(body) = &signed.body {
