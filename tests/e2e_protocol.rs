@@ -226,3 +226,31 @@ fn check_logs_one_structured_line() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// LOG_CHECKS (default `errors`): an ordinary check writes no line, a crash report still does;
+/// `all` logs every check.
+#[test]
+fn check_log_checks_var_selects_which_checks_are_logged() {
+    let lines = |s: &Server| -> Vec<serde_json::Value> {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("\"event\":\"manifest_check\""))
+            .map(|l| serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap())
+            .collect()
+    };
+    let crash = [("expo-fatal-error", "TypeError: x")];
+    // The crash check goes last: once its line is in the log, an earlier line would be too.
+    let run = |s: &Server| {
+        assert_eq!(s.check("demo-app", "ios", "9.9.9", &[]).directive()["type"], "noUpdateAvailable");
+        assert_eq!(s.check("demo-app", "ios", "1.0.3", &crash).directive()["type"], "noUpdateAvailable");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !lines(s).iter().any(|v| v["runtimeVersion"] == "1.0.3") {
+            assert!(std::time::Instant::now() < deadline, "the crash report was not logged:\n{}", s.log());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        lines(s).iter().filter(|v| v["runtimeVersion"] == "9.9.9").count()
+    };
+    assert_eq!(run(&Server::start()), 0, "default LOG_CHECKS=errors logs no ordinary check");
+    let all = Server::start_with(ServerOptions { vars: vec![("LOG_CHECKS", "all".into())], ..Default::default() });
+    assert_eq!(run(&all), 1, "LOG_CHECKS=all logs every check");
+}

@@ -1,6 +1,7 @@
 //! The manifest check: parse what the client sent, decide, and build the exact response bytes.
 
 pub mod cache;
+pub mod log;
 
 use crate::error::ApiError;
 use crate::http::route::query_param;

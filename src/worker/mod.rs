@@ -7,6 +7,7 @@ mod signing;
 mod writer;
 
 use crate::check::cache::PointerCache;
+use crate::check::log::{self as checklog, LogChecks};
 use crate::check::{self, Reply};
 use crate::config::Limits;
 use crate::deploy::service::{self, Ctx};
@@ -16,7 +17,7 @@ use crate::storage::layout::Target;
 use crate::storage::record::UpdateRecord;
 use r2::R2Store;
 use serde::Serialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use worker::*;
 
@@ -40,10 +41,12 @@ async fn handle(mut req: Request, env: &Env, wctx: &Context) -> std::result::Res
     let method = req.method().to_string();
     let route = route::parse(&method, url.path())?;
     let store = R2Store(env.bucket(BUCKET).map_err(internal)?);
-    let limits = Limits::from_vars(&|n| env.var(n).ok().map(|v| v.to_string()))?;
-    let public = env.var("PUBLIC_URL").ok().map(|v| v.to_string()).filter(|v| !v.is_empty());
-    let origin = public.unwrap_or_else(|| url.origin().ascii_serialization()).trim_end_matches('/').to_string();
-    let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits, random: &random16 };
+    let vars = vars(env)?;
+    let origin = match &vars.public_url {
+        Some(public) => public.clone(),
+        None => url.origin().ascii_serialization().trim_end_matches('/').to_string(),
+    };
+    let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits: vars.limits, random: &random16 };
     let query = url.query().unwrap_or("");
 
     if route.needs_auth() {
@@ -61,8 +64,12 @@ async fn handle(mut req: Request, env: &Env, wctx: &Context) -> std::result::Res
                 Some(body) => signing::sign(env, body.as_bytes()).await?,
                 None => None,
             };
-            console_log!("{}", check::log_line(&mreq, &outcome));
-            reply_api(check::respond(&mreq, &outcome, signature.as_deref()))
+            let reply = respond_check(&mreq, current.as_ref(), &outcome, signature.as_deref());
+            let tick = CHECKS.with(|n| n.replace(n.get().wrapping_add(1)));
+            if vars.log_checks.should_log(&mreq, reply.status, tick) {
+                console_log!("{}", check::log_line(&mreq, &outcome));
+            }
+            reply_api(reply)
         }
         Route::Asset { target, sha256, head, .. } => asset(&req, &store, &target, &sha256, head).await,
         _ => unreachable!("every other route needs auth"),
@@ -78,6 +85,86 @@ pub(crate) fn random16() -> [u8; 16] {
 thread_local! {
     /// Channel pointers this isolate read recently (see `cache`).
     pub(crate) static POINTERS: RefCell<PointerCache> = RefCell::new(PointerCache::default());
+    /// The Worker vars, parsed by the first request of this isolate (see `vars`).
+    static VARS: RefCell<Option<Rc<Vars>>> = const { RefCell::new(None) };
+    /// Manifest checks this isolate answered: LOG_CHECKS=sample:N logs when it is a multiple of N.
+    static CHECKS: Cell<u64> = const { Cell::new(0) };
+    /// Update replies rendered for records the pointer cache holds (see `respond_check`).
+    static RENDERED: RefCell<Vec<Rendered>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Enough for every platform, runtime and channel an isolate serves at once; bounded because a
+/// manifest of 2000 assets is a few hundred KB.
+const MAX_RENDERED: usize = 16;
+
+struct Rendered {
+    record: Rc<UpdateRecord>,
+    protocol_version: u8,
+    channel: String,
+    reply: Reply,
+}
+
+/// `check::respond`, rendered once per cached record: the reply to an unsigned request served
+/// a record depends only on that record, the protocol version and the channel, and rendering it
+/// copies and hashes the whole manifest (the multipart boundary is a digest of the parts). A
+/// render is kept while the pointer cache still holds its record (`Rc` identity, so a record
+/// read again from R2 is rendered again); signed answers are never kept.
+fn respond_check(
+    mreq: &check::ManifestRequest,
+    current: Option<&Rc<UpdateRecord>>,
+    outcome: &check::Outcome<'_>,
+    signature: Option<&str>,
+) -> Reply {
+    let record = match (outcome, current) {
+        (check::Outcome::Serve(_), Some(r)) if mreq.expect_signature.is_none() => r,
+        _ => return check::respond(mreq, outcome, signature),
+    };
+    RENDERED.with(|cell| {
+        let mut kept = cell.borrow_mut();
+        let same = |e: &&Rendered| {
+            Rc::ptr_eq(&e.record, record) && e.protocol_version == mreq.protocol_version && e.channel == mreq.channel
+        };
+        if let Some(hit) = kept.iter().find(same) {
+            return hit.reply.clone();
+        }
+        let reply = check::respond(mreq, outcome, signature);
+        // Renders whose record only this list still holds were replaced or invalidated.
+        kept.retain(|e| Rc::strong_count(&e.record) > 1);
+        if kept.len() < MAX_RENDERED {
+            kept.push(Rendered {
+                record: record.clone(),
+                protocol_version: mreq.protocol_version,
+                channel: mreq.channel.clone(),
+                reply: reply.clone(),
+            });
+        }
+        reply
+    })
+}
+
+/// The Worker vars every request needs, parsed once per isolate: a deployment's vars cannot
+/// change under a running isolate, so reading seven of them across the JS boundary and parsing
+/// them again on every check is wasted work. A bad value is not cached, so every request reports
+/// it until the var is fixed.
+struct Vars {
+    limits: Limits,
+    /// PUBLIC_URL without its trailing slash; `None` when unset or empty.
+    public_url: Option<String>,
+    log_checks: LogChecks,
+}
+
+fn vars(env: &Env) -> std::result::Result<Rc<Vars>, ApiError> {
+    if let Some(v) = VARS.with(|v| v.borrow().clone()) {
+        return Ok(v);
+    }
+    let var = |n: &str| env.var(n).ok().map(|v| v.to_string());
+    let parsed = Rc::new(Vars {
+        limits: Limits::from_vars(&var)?,
+        public_url: var("PUBLIC_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_string()),
+        log_checks: LogChecks::parse(var(checklog::VAR).as_deref())?,
+    });
+    VARS.with(|v| *v.borrow_mut() = Some(parsed.clone()));
+    Ok(parsed)
 }
 
 async fn cached_current(
