@@ -91,6 +91,100 @@ pub fn channel(s: &str) -> Result<&str, ApiError> {
     }
 }
 
+/// A name that became a storage key segment, valid by construction: the only ways to make one
+/// are `parse` and deserializing (which runs the same rule), so code that holds one never
+/// re-checks it and cannot forget to.
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $rule:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, ApiError> {
+                $rule(s).map(|s| Self(s.to_string()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(|e| serde::de::Error::custom(e.message))
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(n: $name) -> String {
+                n.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// An app's slug (see [`slug`]).
+    Slug,
+    slug
+);
+name_type!(
+    /// A runtimeVersion (see [`runtime_version`]).
+    RuntimeVersion,
+    runtime_version
+);
+name_type!(
+    /// A channel name (see [`channel`]).
+    Channel,
+    channel
+);
+
+impl Channel {
+    /// What a device without `expo-channel-name` is on.
+    pub fn production() -> Self {
+        Self("production".to_string())
+    }
+}
+
 /// Keeps error messages short and printable when echoing hostile input.
 pub fn truncate(s: &str) -> String {
     let mut out: String = s.chars().take(80).filter(|c| !c.is_control()).collect();
@@ -103,6 +197,16 @@ pub fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_types_parse_and_deserialize_with_the_same_rule() {
+        assert_eq!(Slug::parse("demo-app").unwrap(), "demo-app");
+        assert_eq!(Slug::parse("_system").unwrap_err().status, 400);
+        assert!(serde_json::from_str::<Slug>("\"../x\"").is_err());
+        assert_eq!(serde_json::from_str::<RuntimeVersion>("\"1.0.0+b(1)\"").unwrap().as_str(), "1.0.0+b(1)");
+        assert!(serde_json::from_str::<Channel>("\"a/b\"").is_err());
+        assert_eq!(serde_json::to_string(&Channel::production()).unwrap(), "\"production\"");
+    }
 
     #[test]
     fn slugs() {

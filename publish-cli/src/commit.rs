@@ -62,7 +62,7 @@ pub async fn commit(
     mut render: impl FnMut(&PrepareResponse, u64) -> Result<Body>,
 ) -> Result<Committed> {
     for attempt in 0..2 {
-        let body = render(&prep, created_at_ms(now_ms(), prep.latest_created_at.as_deref()))?;
+        let body = render(&prep, created_at_ms(now_ms(), prep.latest_created_at))?;
         let signature = signer.map(|s| s.sign(body.as_str().as_bytes()));
         let (manifest, directive) = match &body {
             Body::Manifest(m) => (m.clone(), None),
@@ -96,8 +96,8 @@ pub async fn commit(
 }
 
 /// Clients only take a strictly newer update, so createdAt must pass the latest one published.
-pub fn created_at_ms(now_ms: u64, latest: Option<&str>) -> u64 {
-    expo_ota::deploy::service::next_created_ms(now_ms, latest.and_then(time::parse_millis))
+pub fn created_at_ms(now_ms: u64, latest: Option<time::Timestamp>) -> u64 {
+    expo_ota::deploy::service::next_created_ms(now_ms, latest.map(time::Timestamp::millis))
 }
 
 fn now_ms() -> u64 {
@@ -121,10 +121,11 @@ mod tests {
     #[test]
     fn created_at_is_after_latest() {
         assert_eq!(created_at_ms(1_000, None), 1_000);
-        assert_eq!(created_at_ms(1_000, Some("1970-01-01T00:00:00.500Z")), 1_000);
+        let at = |s: &str| time::Timestamp::parse(s);
+        assert_eq!(created_at_ms(1_000, at("1970-01-01T00:00:00.500Z")), 1_000);
         // A clock behind the last publish still produces a strictly newer update.
-        assert_eq!(created_at_ms(1_000, Some("1970-01-01T00:00:05.000Z")), 5_001);
-        assert_eq!(created_at_ms(1_000, Some("garbage")), 1_000);
+        assert_eq!(created_at_ms(1_000, at("1970-01-01T00:00:05.000Z")), 5_001);
+        assert!(at("garbage").is_none(), "a server's garbage never becomes a Timestamp");
     }
 
     #[test]

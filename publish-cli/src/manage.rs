@@ -67,7 +67,8 @@ fn list_lines(list: &ListResponse) -> Vec<String> {
 }
 
 pub async fn delete(args: DeleteArgs, out: &Printer) -> Result<()> {
-    let target = Target { slug: args.slug, platform: args.platform, runtime_version: args.runtime_version };
+    let target = Target::parse(&args.slug, args.platform.as_str(), &args.runtime_version)
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     if let Some(id) = args.update_id {
         let signer = crate::sign::from_args(&args.signing)?;
         let token = crate::auth::require(args.server.auth_token.as_deref())?;
@@ -91,9 +92,9 @@ pub async fn delete(args: DeleteArgs, out: &Printer) -> Result<()> {
 
 /// `fields` plus the slug, platform and runtimeVersion they are about.
 fn with_target(t: &Target, mut fields: serde_json::Value) -> serde_json::Value {
-    fields["slug"] = t.slug.clone().into();
+    fields["slug"] = t.slug.as_str().into();
     fields["platform"] = t.platform.as_str().into();
-    fields["runtimeVersion"] = t.runtime_version.clone().into();
+    fields["runtimeVersion"] = t.runtime_version.as_str().into();
     fields
 }
 
@@ -176,7 +177,7 @@ mod tests {
     fn list_shows_every_column() {
         let u = |id: &str, current, kind, signed| UpdateSummary {
             id: id.into(),
-            created_at: "2024-05-01T12:34:56.789Z".into(),
+            created_at: expo_ota::protocol::time::Timestamp::parse("2024-05-01T12:34:56.789Z").unwrap(),
             channel: "production".into(),
             kind,
             current,

@@ -92,7 +92,7 @@ impl MovedReport {
             runtime_version: c.runtime_version.clone(),
             channel: c.channel.clone(),
             id: c.id.clone(),
-            created_at: c.created_at.clone(),
+            created_at: c.created_at.to_string(),
             kind: c.kind,
             republished_from: None,
             signed: false,

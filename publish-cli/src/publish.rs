@@ -35,9 +35,9 @@ impl Plan<'_> {
         let pending = would_upload.as_ref().map_or(self.uploaded.len(), Vec::len);
         UpdateReport {
             platform: self.target.platform.to_string(),
-            runtime_version: self.target.runtime_version.clone(),
+            runtime_version: self.target.runtime_version.to_string(),
             id: commit.map(|c| c.id.clone()),
-            created_at: commit.map(|c| c.created_at.clone()),
+            created_at: commit.map(|c| c.created_at.to_string()),
             channel: commit.map(|c| c.channel.clone()),
             signed: false,
             uploaded_files: self.uploaded.len(),
@@ -80,7 +80,8 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
     let mut plans = Vec::new();
     for files in &export.platforms {
         let runtime_version = export.runtime_version(files.platform, args.runtime_version.as_deref())?;
-        let target = Target { slug: args.slug.clone(), platform: files.platform, runtime_version };
+        let target = Target::parse(&args.slug, files.platform.as_str(), &runtime_version)
+            .map_err(|e| anyhow::anyhow!(e.message))?;
         out.platform_files(files, &target.runtime_version);
         plans.push(Plan { files, target, prepared: None, uploaded: Vec::new() });
     }

@@ -87,7 +87,8 @@ async fn candidates(
             let platforms = rt.platform.map_or(Platform::ALL.to_vec(), |p| vec![p]);
             let mut out = Vec::new();
             for platform in platforms {
-                let target = Target { slug: rt.slug.clone(), platform, runtime_version: rt.runtime_version.clone() };
+                let target =
+                    Target::parse(&rt.slug, platform.as_str(), &rt.runtime_version).map_err(|e| anyhow!(e.message))?;
                 let expected = served_now(client, &target, channel).await?;
                 out.push(Candidate { target, expected });
             }
@@ -290,7 +291,7 @@ fn on_platform(p: Option<Platform>) -> String {
 
 fn target_of(slug: &str, rt: &RuntimeUpdates) -> Result<Target> {
     let platform = Platform::parse(&rt.platform).map_err(|e| anyhow!("server listed {}", e.message))?;
-    Ok(Target { slug: slug.to_string(), platform, runtime_version: rt.runtime_version.clone() })
+    Target::parse(slug, platform.as_str(), &rt.runtime_version).map_err(|e| anyhow!("server listed {}", e.message))
 }
 
 /// What `channel` serves now.
@@ -305,7 +306,7 @@ mod tests {
     fn summary(id: &str, channel: &str, kind: RecordKind, current: bool) -> UpdateSummary {
         UpdateSummary {
             id: id.into(),
-            created_at: String::new(),
+            created_at: Default::default(),
             channel: channel.into(),
             kind,
             current,
@@ -366,7 +367,7 @@ mod tests {
     fn report_keeps_the_servers_provenance_and_signature() {
         let c = CommitResponse {
             id: "n".into(),
-            created_at: "t".into(),
+            created_at: Default::default(),
             kind: RecordKind::Update,
             slug: "a".into(),
             platform: "ios".into(),

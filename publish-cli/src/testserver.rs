@@ -534,7 +534,7 @@ mod tests {
     }
 
     fn target(slug: &str, platform: Platform, rv: &str) -> Target {
-        Target { slug: slug.into(), platform, runtime_version: rv.into() }
+        Target::parse(slug, platform.as_str(), rv).unwrap()
     }
 
     async fn current(server: &Server, t: &Target, channel: &str) -> UpdateRecord {
@@ -599,11 +599,11 @@ mod tests {
             let now = current(&server, &t, "production").await;
             let old = a.id.clone().unwrap();
             assert!(now.id != old && now.id != b.id.clone().unwrap());
-            assert!(now.created_at > b.created_at.clone().unwrap(), "newer than what devices run");
+            assert!(now.created_at.to_string() > b.created_at.clone().unwrap(), "newer than what devices run");
             assert_eq!(now.republished_from.as_deref(), Some(old.as_str()));
             assert_eq!(now.message, Some(format!("rollback to {old}")));
             let m = manifest_of(&now);
-            assert_eq!((m.id.as_str(), m.created_at.as_str()), (now.id.as_str(), now.created_at.as_str()));
+            assert_eq!((m.id.as_str(), m.created_at.as_str()), (now.id.as_str(), now.created_at.to_string().as_str()));
             assert_eq!(m.launch_asset.hash, a.launch_asset.hash);
             assert_eq!(now.files, service::get_record(&*server.state.store, &t, &old).await.unwrap().files);
             assert_signed(&now);
@@ -661,10 +661,7 @@ mod tests {
         let now = current(&server, &ios, "production").await;
         assert_eq!(now.kind, RecordKind::RollBackToEmbedded);
         assert!(now.created_at > first.created_at);
-        assert_eq!(
-            now.body,
-            Directive::roll_back_to_embedded(expo_ota::protocol::time::parse_millis(&now.created_at).unwrap()).render()
-        );
+        assert_eq!(now.body, Directive::roll_back_to_embedded(now.created_at.millis()).render());
         assert_signed(&now);
         // Verified as a device running a downloaded update: it must be told to roll back.
         let check = seen(&server, "GET", "/api/manifest").pop().unwrap();
@@ -919,7 +916,7 @@ mod tests {
             let t = target("demo-app", Platform::parse(&a.platform).unwrap(), "1.0.3");
             let now = current(&server, &t, "production").await;
             assert_eq!(now.republished_from, a.id, "{}", a.platform);
-            assert!(now.created_at > b.created_at.clone().unwrap());
+            assert!(now.created_at.to_string() > b.created_at.clone().unwrap());
             assert_signed(&now);
             assert_eq!(manifest_of(&now).launch_asset.hash, a.launch_asset.hash);
         }

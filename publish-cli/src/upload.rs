@@ -328,7 +328,7 @@ impl Client {
                     .get(format!("{}/api/manifest", self.server))
                     .query(&[("slug", t.slug.as_str())])
                     .header("expo-platform", t.platform.as_str())
-                    .header("expo-runtime-version", &t.runtime_version)
+                    .header("expo-runtime-version", t.runtime_version.as_str())
                     .header("expo-protocol-version", "1");
                 for (k, v) in headers {
                     rb = rb.header(*k, v);
@@ -407,9 +407,9 @@ mod tests {
         assert_eq!(encode_segment("1.0.0+b(1)"), "1.0.0%2Bb%281%29");
         assert_eq!(encode_segment("2.0.0"), "2.0.0");
         let t = Target {
-            slug: "demo-app".into(),
+            slug: expo_ota::validate::Slug::parse("demo-app").unwrap(),
             platform: expo_ota::validate::Platform::Ios,
-            runtime_version: "1+2".into(),
+            runtime_version: expo_ota::validate::RuntimeVersion::parse("1+2").unwrap(),
         };
         assert_eq!(target_path(&t), "demo-app/ios/1%2B2");
         // The server's router decodes it back to the same target.

@@ -72,11 +72,11 @@ mod tests {
 
     fn req() -> ManifestRequest {
         ManifestRequest {
-            target: Target { slug: "demo-app".into(), platform: Platform::Ios, runtime_version: "1.0.3".into() },
+            target: Target::parse("demo-app", Platform::Ios.as_str(), "1.0.3").unwrap(),
             protocol_version: 1,
             current_update_id: None,
             embedded_update_id: None,
-            channel: "production".into(),
+            channel: crate::validate::Channel::production(),
             expect_signature: None,
             fatal_error: None,
             recent_failed_update_ids: None,

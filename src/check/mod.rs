@@ -11,7 +11,9 @@ use crate::protocol::multipart::{self, Part};
 use crate::protocol::sfv::{self, ExpectSignature};
 use crate::storage::layout::Target;
 use crate::storage::record::{RecordKind, UpdateRecord};
-use crate::validate::{self, Platform};
+#[cfg(test)]
+use crate::validate::Platform;
+use crate::validate::{self, Channel};
 use serde::Serialize;
 
 pub const DEFAULT_CHANNEL: &str = "production";
@@ -23,7 +25,7 @@ pub struct ManifestRequest {
     pub protocol_version: u8,
     pub current_update_id: Option<String>,
     pub embedded_update_id: Option<String>,
-    pub channel: String,
+    pub channel: Channel,
     /// Present when the client verifies signatures (`expo-expect-signature`).
     pub expect_signature: Option<ExpectSignature>,
     pub fatal_error: Option<String>,
@@ -42,11 +44,7 @@ pub fn parse_request(query: &str, header: &dyn Fn(&str) -> Option<String>) -> Re
         .or_else(|| query_param(query, "runtimeVersion"))
         .or_else(|| query_param(query, "runtime-version"))
         .ok_or_else(|| ApiError::bad_request("missing expo-runtime-version header"))?;
-    let target = Target {
-        slug: validate::slug(&slug)?.to_string(),
-        platform: Platform::parse(&platform)?,
-        runtime_version: validate::runtime_version(&runtime_version)?.to_string(),
-    };
+    let target = Target::parse(&slug, &platform, &runtime_version)?;
     let protocol_version = match header("expo-protocol-version").as_deref().map(str::trim) {
         None => 0,
         Some("0") => 0,
@@ -65,8 +63,8 @@ pub fn parse_request(query: &str, header: &dyn Fn(&str) -> Option<String>) -> Re
         }
     };
     let channel = match header("expo-channel-name") {
-        Some(c) => validate::channel(c.trim())?.to_string(),
-        None => DEFAULT_CHANNEL.to_string(),
+        Some(c) => Channel::parse(c.trim())?,
+        None => Channel::production(),
     };
     Ok(ManifestRequest {
         target,
@@ -272,7 +270,7 @@ mod tests {
     fn record(id: &str) -> UpdateRecord {
         UpdateRecord {
             id: id.into(),
-            created_at: "2024-05-01T12:34:56.789Z".into(),
+            created_at: crate::protocol::time::Timestamp::parse("2024-05-01T12:34:56.789Z").unwrap(),
             slug: "demo-app".into(),
             platform: "ios".into(),
             runtime_version: "1.0.3".into(),

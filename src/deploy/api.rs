@@ -17,7 +17,7 @@ pub struct PrepareResponse {
     pub asset_base_url: String,
     /// The newest createdAt already published for this runtime; a new update must be later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_created_at: Option<String>,
+    pub latest_created_at: Option<crate::protocol::time::Timestamp>,
     pub max_file_bytes: u64,
 }
 
@@ -59,7 +59,7 @@ pub struct CommitRequest {
 #[serde(rename_all = "camelCase")]
 pub struct CommitResponse {
     pub id: String,
-    pub created_at: String,
+    pub created_at: crate::protocol::time::Timestamp,
     pub kind: crate::storage::record::RecordKind,
     pub slug: String,
     pub platform: String,
@@ -99,7 +99,7 @@ pub struct RuntimeUpdates {
 #[serde(rename_all = "camelCase")]
 pub struct UpdateSummary {
     pub id: String,
-    pub created_at: String,
+    pub created_at: crate::protocol::time::Timestamp,
     pub channel: String,
     pub kind: crate::storage::record::RecordKind,
     /// True when this update is what its channel serves now.

@@ -62,7 +62,7 @@ pub struct Handled {
 
 /// Who may call `route`: the action and the app it acts on (`None`: not app-specific).
 pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>), ApiError> {
-    let app = |t: &Target| Some(t.slug.clone());
+    let app = |t: &Target| Some(t.slug.to_string());
     Ok(match route {
         Route::PublishPrepare { target } | Route::UploadFile { target, .. } | Route::PublishCommit { target } => {
             (Action::Publish, app(target))
@@ -93,7 +93,7 @@ pub fn app_of(route: &Route) -> Option<String> {
         | Route::Promote { target }
         | Route::GetUpdate { target, .. }
         | Route::DeleteRuntime { target }
-        | Route::DeleteUpdate { target, .. } => Some(target.slug.clone()),
+        | Route::DeleteUpdate { target, .. } => Some(target.slug.to_string()),
         Route::PublishForm { slug } => Some(slug.clone()),
         _ => None,
     }

@@ -331,7 +331,7 @@ impl FormPublish {
                 (None, Some(c)) => c.resolve_runtime_version(pf.platform)?,
                 (None, None) => unreachable!("checked above"),
             };
-            let t = Target { slug: self.slug.clone(), platform: pf.platform, runtime_version: rv };
+            let t = Target::parse(&self.slug, pf.platform.as_str(), &rv)?;
             platforms.push((t, pf.clone()));
         }
         if platforms.is_empty() {
@@ -620,7 +620,7 @@ mod tests {
         Ctx { origin: "https://ota.example.com", now_ms, limits: Limits::default(), random: &rand16 }
     }
     fn target(platform: Platform) -> Target {
-        Target { slug: "demo-app".into(), platform, runtime_version: "1.0.0".into() }
+        Target::parse("demo-app", platform.as_str(), "1.0.0").unwrap()
     }
     /// metadata.json for both platforms: a bundle each and a shared `assets/shared`.
     fn metadata() -> Vec<u8> {

@@ -79,7 +79,10 @@ pub async fn next_runtimes<S: ObjectStore>(
                 loop {
                     let rts = store.list(&pprefix, Some("/"), c, None).await?;
                     for rv in rts.prefixes.iter().filter_map(|r| r.strip_prefix(&pprefix)?.strip_suffix('/')) {
-                        out.push(Target { slug: slug.to_string(), platform, runtime_version: rv.to_string() });
+                        // Keys a client could not have made (not a valid runtimeVersion) are skipped.
+                        if let Ok(t) = Target::parse(slug, platform.as_str(), rv) {
+                            out.push(t);
+                        }
                     }
                     match rts.cursor {
                         Some(n) => c = Some(n),
@@ -105,6 +108,7 @@ mod tests {
     use crate::deploy::testing::{self, PausingStore};
     use crate::protocol::hash::Digests;
     use crate::storage::store::MemoryStore;
+    use crate::validate::RuntimeVersion;
 
     const V1: [(&[u8], &str); 1] = [(b"bundle-1", "bundle")];
 
@@ -133,11 +137,11 @@ mod tests {
         let (runtimes, clean_cost) = cost(&store);
         assert_eq!(runtimes, 1);
         for i in 0..300 {
-            let junk = Target { runtime_version: format!("junk-{i}"), ..t.clone() };
+            let junk = Target { runtime_version: RuntimeVersion::parse(&format!("junk-{i}")).unwrap(), ..t.clone() };
             store.inner.put_file(&junk.file_key(&format!("{i:064}")), b"x", "x");
         }
         assert_eq!(cost(&store), (1, clean_cost), "junk runtimes changed what list reads");
-        let junk = Target { runtime_version: "junk-7".into(), ..t.clone() };
+        let junk = Target { runtime_version: RuntimeVersion::parse("junk-7").unwrap(), ..t.clone() };
         assert_eq!(pollster::block_on(collect_files(&store.inner, &junk, 1_000, GRACE_MS)).unwrap().deleted_files, 0);
         assert_eq!(
             pollster::block_on(collect_files(&store.inner, &junk, GRACE_MS, GRACE_MS)).unwrap().deleted_files,
@@ -177,7 +181,7 @@ mod tests {
         store.put_file("_system/tokens/x.json", b"{}", "x");
         for slug in ["a-app", "b-app", "c-app"] {
             for rv in ["1", "2"] {
-                let t = Target { runtime_version: rv.into(), ..testing::target(slug) };
+                let t = Target { runtime_version: RuntimeVersion::parse(rv).unwrap(), ..testing::target(slug) };
                 store.put_file(&t.file_key("00"), b"x", "x");
             }
         }

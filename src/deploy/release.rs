@@ -11,6 +11,7 @@ use crate::deploy::service::{
     self, current, get_record, install, latest_created, next_created_ms, Ctx, Expect, MAX_CLOCK_SKEW_MS,
 };
 use crate::error::ApiError;
+use crate::protocol::time::Timestamp;
 use crate::protocol::{hash, id, manifest, time};
 use crate::storage::layout::Target;
 use crate::storage::record::{RecordKind, UpdateRecord};
@@ -136,7 +137,7 @@ async fn previous_update<S: ObjectStore>(
             None => break,
         }
     }
-    let origin_ms = time::parse_millis(&origin.created_at).unwrap_or(0);
+    let origin_ms = origin.created_at.millis();
     let page = store.list(&t.served_prefix(&cur.channel), None, None, None).await?;
     if page.objects.is_empty() {
         // Published before the served log existed: the newest older update record.
@@ -162,13 +163,11 @@ async fn legacy_previous<S: ObjectStore>(
     before_ms: u64,
 ) -> Result<Option<UpdateRecord>, ApiError> {
     let list = service::list(store, &t.slug).await?;
-    let rt = list.runtimes.iter().find(|r| r.platform == t.platform.as_str() && r.runtime_version == t.runtime_version);
+    let rt = list.runtimes.iter().find(|r| r.platform == t.platform.as_str() && t.runtime_version == r.runtime_version);
     let candidate = rt.and_then(|rt| {
-        rt.updates.iter().find(|u| {
-            u.channel == channel
-                && u.kind == RecordKind::Update
-                && time::parse_millis(&u.created_at).is_some_and(|ms| ms < before_ms)
-        })
+        rt.updates
+            .iter()
+            .find(|u| u.channel == channel && u.kind == RecordKind::Update && u.created_at.millis() < before_ms)
     });
     match candidate {
         Some(u) => Ok(Some(get_record(store, t, &u.id).await?)),
@@ -295,10 +294,10 @@ fn build(
         },
         Source::Embedded => UpdateRecord {
             id: fresh_id(update_id),
-            created_at: String::new(),
-            slug: t.slug.clone(),
+            created_at: Timestamp::default(),
+            slug: t.slug.to_string(),
             platform: t.platform.to_string(),
-            runtime_version: t.runtime_version.clone(),
+            runtime_version: t.runtime_version.to_string(),
             channel: String::new(),
             kind: RecordKind::RollBackToEmbedded,
             message: None,
@@ -317,7 +316,7 @@ fn build(
         record.body = directive();
     }
     record.channel = channel.to_string();
-    record.created_at = time::format_millis(created_ms);
+    record.created_at = Timestamp::from_millis(created_ms);
     record.signature = None;
     record.key_id = None;
     Ok(record)

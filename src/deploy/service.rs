@@ -7,6 +7,7 @@ use crate::deploy::api::*;
 use crate::error::ApiError;
 use crate::protocol::hash;
 use crate::protocol::manifest;
+use crate::protocol::time::Timestamp;
 use crate::storage::layout::Target;
 use crate::storage::record::{RecordKind, UpdateRecord};
 use crate::storage::store::{list_all, Condition, ObjectMeta, ObjectStore, PutOptions};
@@ -72,7 +73,7 @@ pub async fn prepare<S: ObjectStore>(
     Ok(PrepareResponse {
         missing,
         asset_base_url: ctx.asset_base_url(t),
-        latest_created_at: latest_created(store, t).await?.map(time::format_millis),
+        latest_created_at: latest_created(store, t).await?.map(Timestamp::from_millis),
         max_file_bytes: ctx.limits.max_file_bytes,
     })
 }
@@ -157,10 +158,10 @@ pub async fn commit<S: ObjectStore>(
     }
     let mut record = UpdateRecord {
         id: String::new(),
-        created_at: String::new(),
-        slug: t.slug.clone(),
+        created_at: Timestamp::default(),
+        slug: t.slug.to_string(),
         platform: t.platform.to_string(),
-        runtime_version: t.runtime_version.clone(),
+        runtime_version: t.runtime_version.to_string(),
         channel: channel.clone(),
         kind: RecordKind::Update,
         message: req.message,
@@ -209,7 +210,7 @@ pub async fn commit<S: ObjectStore>(
             time::format_millis(created_ms)
         )));
     }
-    record.created_at = time::format_millis(created_ms);
+    record.created_at = Timestamp::from_millis(created_ms);
     install(store, t, record, &Expect::Anything).await
 }
 
@@ -277,7 +278,7 @@ pub(crate) async fn install<S: ObjectStore>(
             )));
         }
     }
-    let created_ms = time::parse_millis(&record.created_at).expect("formatted");
+    let created_ms = record.created_at.millis();
     if let Some(latest) = latest_created(store, t).await? {
         if latest >= created_ms {
             return Err(ApiError::conflict(format!(
@@ -314,7 +315,7 @@ pub(crate) async fn install<S: ObjectStore>(
         ("kind".to_string(), record.kind.as_str().to_string()),
     ]);
     store.put(&t.served_key(&record.channel, created_ms, &record.id), Vec::new(), small(served)).await?;
-    let index = BTreeMap::from([(LATEST_CREATED_AT.to_string(), record.created_at.clone())]);
+    let index = BTreeMap::from([(LATEST_CREATED_AT.to_string(), record.created_at.to_string())]);
     store.put(&t.runtime_index_key(), Vec::new(), small(index)).await?;
     Ok(CommitResponse {
         signed: record.signature.is_some(),
@@ -357,7 +358,7 @@ pub async fn delete_update<S: ObjectStore>(
     ctx: &Ctx<'_>,
 ) -> Result<DeleteUpdateResponse, ApiError> {
     let doomed = get_record(store, t, id).await?;
-    let doomed_ms = time::parse_millis(&doomed.created_at).unwrap_or(0);
+    let doomed_ms = doomed.created_at.millis();
     let serving = current(store, t, &doomed.channel).await?.is_some_and(|c| c.id == doomed.id);
     let mut promoted = None;
     if serving {
@@ -377,7 +378,7 @@ pub async fn delete_update<S: ObjectStore>(
                 ..doomed.clone()
             },
         };
-        record.created_at = time::format_millis(created_ms);
+        record.created_at = Timestamp::from_millis(created_ms);
         record.signature = None;
         record.key_id = None;
         record.message = Some(format!("promoted after deleting {}", doomed.id));
@@ -440,7 +441,7 @@ pub(crate) fn republished(
 /// What listing needs, kept in R2 custom metadata so `list` never opens a record.
 fn record_metadata(r: &UpdateRecord) -> BTreeMap<String, String> {
     let mut m = BTreeMap::from([
-        ("createdAt".to_string(), r.created_at.clone()),
+        ("createdAt".to_string(), r.created_at.to_string()),
         ("updateId".to_string(), r.id.clone()),
         ("channel".to_string(), r.channel.clone()),
         ("launchAssetBytes".to_string(), r.launch_asset_bytes.to_string()),
@@ -469,7 +470,7 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
     let mut runtimes = Vec::new();
     for (platform, rvs) in committed_runtimes(store, slug).await? {
         for rv in rvs {
-            let t = Target { slug: slug.to_string(), platform, runtime_version: rv.clone() };
+            let Ok(t) = Target::parse(slug, platform.as_str(), &rv) else { continue };
             let current: BTreeSet<String> = list_all(store, &t.channels_prefix())
                 .await?
                 .into_iter()
@@ -485,7 +486,7 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
                     UpdateSummary {
                         current: current.contains(&id),
                         id,
-                        created_at: c.get("createdAt").cloned().unwrap_or_default(),
+                        created_at: c.get("createdAt").and_then(|c| Timestamp::parse(c)).unwrap_or_default(),
                         channel: c.get("channel").cloned().unwrap_or_default(),
                         kind: if c.get("kind").map(String::as_str) == Some("rollBackToEmbedded") {
                             RecordKind::RollBackToEmbedded
@@ -548,7 +549,7 @@ async fn backfill_runtime_index<S: ObjectStore>(store: &S, slug: &str) -> Result
         loop {
             let page = store.list(&pprefix, Some("/"), cursor, None).await?;
             for rv in page.prefixes.iter().filter_map(|p| p.strip_prefix(&pprefix)?.strip_suffix('/')) {
-                let t = Target { slug: slug.to_string(), platform, runtime_version: rv.to_string() };
+                let Ok(t) = Target::parse(slug, platform.as_str(), rv) else { continue };
                 if !store.list(&t.records_prefix(), None, None, None).await?.objects.is_empty() {
                     let opts = PutOptions { condition: Condition::IfAbsent, ..Default::default() };
                     store.put(&t.runtime_index_key(), Vec::new(), opts).await?;
@@ -628,7 +629,7 @@ mod tests {
     use crate::validate::Platform;
 
     fn target() -> Target {
-        Target { slug: "demo-app".into(), platform: Platform::Ios, runtime_version: "1.0.3".into() }
+        Target::parse("demo-app", Platform::Ios.as_str(), "1.0.3").unwrap()
     }
     fn ctx(now_ms: u64) -> Ctx<'static> {
         Ctx { origin: "https://ota.example.com", now_ms, limits: Limits::default(), random: &rand16 }
@@ -715,7 +716,7 @@ mod tests {
             .await
             .unwrap();
             assert_eq!(p.missing, vec![Digests::of(b"new").sha256_hex()]);
-            assert_eq!(p.latest_created_at.as_deref(), Some("1970-01-01T00:00:01.000Z"));
+            assert_eq!(p.latest_created_at.map(|t| t.to_string()).as_deref(), Some("1970-01-01T00:00:01.000Z"));
         });
     }
 
@@ -737,7 +738,7 @@ mod tests {
             let d = delete_update(&s, &t, &c2.id, &ctx(3_000)).await.unwrap();
             let p = d.promoted.expect("promoted");
             assert_ne!(p.id, c1.id);
-            assert_eq!(p.created_at, "1970-01-01T00:00:03.000Z");
+            assert_eq!(p.created_at.to_string(), "1970-01-01T00:00:03.000Z");
             let now = current(&s, &t, "production").await.unwrap().unwrap();
             assert_eq!((now.id.as_str(), now.republished_from.as_deref()), (p.id.as_str(), Some(c1.id.as_str())));
             let m: crate::protocol::manifest::Manifest = serde_json::from_str(&now.body).unwrap();

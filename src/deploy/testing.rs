@@ -30,7 +30,7 @@ pub fn ctx(now_ms: u64) -> Ctx<'static> {
 }
 
 pub fn target(slug: &str) -> Target {
-    Target { slug: slug.into(), platform: Platform::Ios, runtime_version: "1.0.3".into() }
+    Target::parse(slug, Platform::Ios.as_str(), "1.0.3").expect("a valid test target")
 }
 
 /// A manifest body naming `files` (bytes, extension; the first is the launch asset).

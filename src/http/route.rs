@@ -3,7 +3,9 @@
 
 use crate::error::ApiError;
 use crate::storage::layout::Target;
-use crate::validate::{self, Platform};
+use crate::validate;
+#[cfg(test)]
+use crate::validate::Platform;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -88,13 +90,8 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             Err(ApiError::method_not_allowed(allowed))
         }
     };
-    let target = |slug: &str, platform: &str, rv: &str| -> Result<Target, ApiError> {
-        Ok(Target {
-            slug: validate::slug(slug)?.to_string(),
-            platform: Platform::parse(platform)?,
-            runtime_version: validate::runtime_version(rv)?.to_string(),
-        })
-    };
+    let target =
+        |slug: &str, platform: &str, rv: &str| -> Result<Target, ApiError> { Target::parse(slug, platform, rv) };
     let sha = |s: &str| -> Result<String, ApiError> {
         crate::protocol::hash::parse_hex::<32>(s)
             .map(|_| s.to_string())
@@ -195,7 +192,7 @@ mod tests {
     use super::*;
 
     fn t(slug: &str, p: Platform, rv: &str) -> Target {
-        Target { slug: slug.into(), platform: p, runtime_version: rv.into() }
+        Target::parse(slug, p.as_str(), rv).unwrap()
     }
     const SHA: &str = "4dac9db3fa9ca072f7861fd916bf04bdceac6069d0f3a886f5e523d922e918f1";
 

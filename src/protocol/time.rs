@@ -1,6 +1,42 @@
 //! `createdAt` / `commitTime` in the one format both clients parse: `YYYY-MM-DDTHH:mm:ss.sssZ`
 //! (exactly three fractional digits, UTC `Z`), as `new Date().toISOString()` prints.
 
+/// A `createdAt`: milliseconds since the epoch, ordered, written and read only in the client's
+/// format (so a stored or served timestamp can never be in another one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    pub fn from_millis(ms: u64) -> Self {
+        Self(ms)
+    }
+    pub fn millis(self) -> u64 {
+        self.0
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        parse_millis(s).map(Self)
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_millis(self.0))
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| serde::de::Error::custom("a timestamp must be YYYY-MM-DDTHH:mm:ss.sssZ"))
+    }
+}
+
 /// Milliseconds since the Unix epoch → `YYYY-MM-DDTHH:mm:ss.sssZ`.
 pub fn format_millis(ms: u64) -> String {
     let secs = ms / 1000;

@@ -15,15 +15,26 @@
 //! index lets `list` skip runtimes that only hold uploads (a platform segment is `ios` or
 //! `android`, so it cannot collide with `runtimes`).
 
-use crate::validate::Platform;
+use crate::validate::{Platform, RuntimeVersion, Slug};
 
 /// One app + platform + runtime version: the unit of compatibility.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
-    pub slug: String,
+    pub slug: Slug,
     pub platform: Platform,
-    pub runtime_version: String,
+    pub runtime_version: RuntimeVersion,
+}
+
+impl Target {
+    /// Parses the three names at the edge (400 on a bad one).
+    pub fn parse(slug: &str, platform: &str, runtime_version: &str) -> Result<Self, crate::error::ApiError> {
+        Ok(Target {
+            slug: Slug::parse(slug)?,
+            platform: Platform::parse(platform)?,
+            runtime_version: RuntimeVersion::parse(runtime_version)?,
+        })
+    }
 }
 
 impl Target {
@@ -83,7 +94,7 @@ mod tests {
 
     #[test]
     fn keys() {
-        let t = Target { slug: "demo-app".into(), platform: Platform::Ios, runtime_version: "1.0.3".into() };
+        let t = Target::parse("demo-app", Platform::Ios.as_str(), "1.0.3").unwrap();
         assert_eq!(t.prefix(), "demo-app/ios/1.0.3/");
         assert_eq!(t.file_key("ab"), "demo-app/ios/1.0.3/files/ab");
         assert_eq!(t.record_key("id"), "demo-app/ios/1.0.3/updates/id.json");
@@ -92,7 +103,7 @@ mod tests {
         assert_eq!(t.served_key("production", 1, "u"), "demo-app/ios/1.0.3/served/production/9999999999998-u");
         assert!(t.served_key("production", 2, "a") < t.served_key("production", 1, "b"), "newest sorts first");
         assert_eq!(t.runtime_index_key(), "demo-app/runtimes/ios/1.0.3");
-        let plus = Target { runtime_version: "1+2".into(), ..t };
+        let plus = Target { runtime_version: RuntimeVersion::parse("1+2").unwrap(), ..t };
         assert_eq!(plus.asset_path(), "/api/assets/demo-app/ios/1%2B2");
     }
 }

@@ -26,7 +26,7 @@ impl RecordKind {
 #[serde(rename_all = "camelCase")]
 pub struct UpdateRecord {
     pub id: String,
-    pub created_at: String,
+    pub created_at: crate::protocol::time::Timestamp,
     pub slug: String,
     pub platform: String,
     pub runtime_version: String,

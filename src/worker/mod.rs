@@ -100,7 +100,7 @@ const MAX_RENDERED: usize = 16;
 struct Rendered {
     record: Rc<UpdateRecord>,
     protocol_version: u8,
-    channel: String,
+    channel: crate::validate::Channel,
     reply: Reply,
 }
 
