@@ -506,7 +506,7 @@ pub async fn list<S: ObjectStore>(store: &S, slug: &str) -> Result<ListResponse,
             if updates.is_empty() {
                 continue;
             }
-            updates.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            updates.sort_by_key(|u| std::cmp::Reverse(u.created_at));
             runtimes.push(RuntimeUpdates { platform: platform.to_string(), runtime_version: rv, updates });
         }
     }
