@@ -5,10 +5,9 @@
 use expo_ota::config::Limits;
 use expo_ota::deploy::formpublish::{self, FormPublish};
 use expo_ota::deploy::service::{self, Ctx};
-use expo_ota::error::ApiError;
 use expo_ota::protocol::hash::Digests;
 use expo_ota::protocol::hash::FileHasher;
-use expo_ota::storage::store::{Blocks, ListPage, MemoryStore, ObjectMeta, ObjectStore, PutOptions};
+use expo_ota::storage::store::{Blocks, ListPage, MemoryStore, ObjectMeta, ObjectStore, PutOptions, StoreError};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -44,9 +43,9 @@ struct SinkStore {
 }
 
 impl SinkStore {
-    fn record(&self, key: &str, d: Digests, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    fn record(&self, key: &str, d: Digests, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         if opts.sha256.is_some_and(|s| s != d.sha256) {
-            return Err(ApiError::unprocessable("digest mismatch"));
+            return Err(StoreError::DigestMismatch("digest mismatch".into()));
         }
         let meta = ObjectMeta {
             key: key.into(),
@@ -64,23 +63,23 @@ impl SinkStore {
 }
 
 impl ObjectStore for SinkStore {
-    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, ApiError> {
+    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, StoreError> {
         self.small.get(key).await
     }
-    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         let file = self.files.lock().unwrap().get(key).cloned();
         match file {
             Some(m) => Ok(Some(m)),
             None => self.small.head(key).await,
         }
     }
-    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         if opts.sha256.is_some() {
             return self.record(key, Digests::of(&body), opts);
         }
         self.small.put(key, body, opts).await
     }
-    async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         let mut h = FileHasher::new();
         blocks.iter().for_each(|b| h.update(b));
         self.record(key, h.finish(), opts)
@@ -91,10 +90,10 @@ impl ObjectStore for SinkStore {
         delimiter: Option<&str>,
         cursor: Option<String>,
         start_after: Option<&str>,
-    ) -> Result<ListPage, ApiError> {
+    ) -> Result<ListPage, StoreError> {
         self.small.list(prefix, delimiter, cursor, start_after).await
     }
-    async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
         self.small.delete(keys).await
     }
 }

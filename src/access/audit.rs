@@ -507,15 +507,20 @@ mod tests {
     }
 
     impl ObjectStore for Counting<'_> {
-        async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, ApiError> {
+        async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, crate::storage::store::StoreError> {
             self.gets.fetch_add(1, Ordering::SeqCst);
             self.inner.get(key).await
         }
-        async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError> {
+        async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, crate::storage::store::StoreError> {
             self.gets.fetch_add(1, Ordering::SeqCst);
             self.inner.head(key).await
         }
-        async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+        async fn put(
+            &self,
+            key: &str,
+            body: Vec<u8>,
+            opts: PutOptions,
+        ) -> Result<Option<ObjectMeta>, crate::storage::store::StoreError> {
             self.inner.put(key, body, opts).await
         }
         async fn list(
@@ -524,11 +529,11 @@ mod tests {
             delimiter: Option<&str>,
             cursor: Option<String>,
             start_after: Option<&str>,
-        ) -> Result<ListPage, ApiError> {
+        ) -> Result<ListPage, crate::storage::store::StoreError> {
             self.lists.fetch_add(1, Ordering::SeqCst);
             self.inner.list(prefix, delimiter, cursor, start_after).await
         }
-        async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+        async fn delete(&self, keys: &[String]) -> Result<(), crate::storage::store::StoreError> {
             self.inner.delete(keys).await
         }
     }

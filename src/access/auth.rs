@@ -134,13 +134,28 @@ pub fn token_id(token: &str) -> Option<&str> {
     ok.then_some(id)
 }
 
-pub fn bearer(authorization: Option<&str>) -> Result<&str, ApiError> {
+/// Why a caller may not do what it asked. The status each maps to is decided in
+/// `crate::http::status` (503, 401, 403).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// Without ADMIN_TOKEN every deploy operation is refused: the server never falls open.
+    #[error("deploy operations are disabled: the ADMIN_TOKEN secret is not set (wrangler secret put ADMIN_TOKEN, or .dev.vars locally)")]
+    NotConfigured,
+    /// Who is calling is unknown: no, a malformed, an unknown, a wrong, a revoked or an expired token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but the app or the action is outside its scope.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+pub fn bearer(authorization: Option<&str>) -> Result<&str, AccessError> {
     authorization
         .map(str::trim)
         .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 512)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))
+        .ok_or_else(|| AccessError::Unauthenticated("missing Authorization: Bearer <token>".into()))
 }
 
 /// True when `given` is the root credential. Both are hashed first, so the constant-time
@@ -150,25 +165,23 @@ pub fn is_admin(given: &str, admin_token: &str) -> bool {
 }
 
 /// The ADMIN_TOKEN secret, or 503: without it every deploy operation is refused, never open.
-pub fn admin_secret(admin_token: Option<&str>) -> Result<&str, ApiError> {
-    admin_token.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
-        ApiError::new(503, "deploy operations are disabled: the ADMIN_TOKEN secret is not set (wrangler secret put ADMIN_TOKEN, or .dev.vars locally)")
-    })
+pub fn admin_secret(admin_token: Option<&str>) -> Result<&str, AccessError> {
+    admin_token.map(str::trim).filter(|s| !s.is_empty()).ok_or(AccessError::NotConfigured)
 }
 
 /// Root-credential check alone (for callers that know no scoped tokens).
-pub fn check_admin(authorization: Option<&str>, admin_token: Option<&str>) -> Result<(), ApiError> {
+pub fn check_admin(authorization: Option<&str>, admin_token: Option<&str>) -> Result<(), AccessError> {
     let secret = admin_secret(admin_token)?;
     if is_admin(bearer(authorization)?, secret) {
         Ok(())
     } else {
-        Err(ApiError::unauthorized("invalid token"))
+        Err(AccessError::Unauthenticated("invalid token".into()))
     }
 }
 
 /// Checks a presented scoped token against its stored record.
-pub fn verify_token(given: &str, record: Option<TokenRecord>, now_ms: u64) -> Result<TokenRecord, ApiError> {
-    let invalid = || ApiError::unauthorized("invalid token");
+pub fn verify_token(given: &str, record: Option<TokenRecord>, now_ms: u64) -> Result<TokenRecord, AccessError> {
+    let invalid = || AccessError::Unauthenticated("invalid token".into());
     let r = record.ok_or_else(invalid)?;
     let stored = SecretDigest::from_hex(&r.hash).ok_or_else(invalid)?;
     // SecretDigest has no `==`: ct_eq (constant time) is the only comparison there is.
@@ -176,31 +189,31 @@ pub fn verify_token(given: &str, record: Option<TokenRecord>, now_ms: u64) -> Re
         return Err(invalid());
     }
     if r.revoked_at.is_some() {
-        return Err(ApiError::unauthorized(format!("token {} was revoked", r.id)));
+        return Err(AccessError::Unauthenticated(format!("token {} was revoked", r.id)));
     }
     if r.expires_at.as_deref().and_then(time::parse_millis).is_some_and(|e| e <= now_ms) {
-        return Err(ApiError::unauthorized(format!("token {} has expired", r.id)));
+        return Err(AccessError::Unauthenticated(format!("token {} has expired", r.id)));
     }
     Ok(r)
 }
 
 /// May `who` do `action` on app `slug` (None = not app-specific)?
-pub fn authorize(who: &Principal, action: Action, slug: Option<&str>) -> Result<(), ApiError> {
+pub fn authorize(who: &Principal, action: Action, slug: Option<&str>) -> Result<(), AccessError> {
     let t = match who {
         Principal::Admin => return Ok(()),
         Principal::Token(t) => t,
     };
     let Some(scope) = action.scope() else {
-        return Err(ApiError::new(403, "this operation needs the ADMIN_TOKEN"));
+        return Err(AccessError::Forbidden("this operation needs the ADMIN_TOKEN".into()));
     };
     if !t.scopes.contains(&scope) {
-        return Err(ApiError::new(403, format!("token {} lacks the {:?} scope", t.id, scope.as_str())));
+        return Err(AccessError::Forbidden(format!("token {} lacks the {:?} scope", t.id, scope.as_str())));
     }
     match slug {
         Some(s) if !t.all_apps && !t.apps.iter().any(|a| a == s) => {
-            Err(ApiError::new(403, format!("token {} is not valid for app {:?}", t.id, validate::truncate(s))))
+            Err(AccessError::Forbidden(format!("token {} is not valid for app {:?}", t.id, validate::truncate(s))))
         }
-        None if !t.all_apps => Err(ApiError::new(403, format!("token {} is limited to its apps; name one", t.id))),
+        None if !t.all_apps => Err(AccessError::Forbidden(format!("token {} is limited to its apps; name one", t.id))),
         _ => Ok(()),
     }
 }
@@ -237,6 +250,18 @@ impl From<ApiError> for AuthFailure {
     }
 }
 
+impl From<AccessError> for AuthFailure {
+    fn from(e: AccessError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<crate::storage::store::StoreError> for AuthFailure {
+    fn from(e: crate::storage::store::StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl From<AuthFailure> for ApiError {
     fn from(f: AuthFailure) -> Self {
         f.error
@@ -269,6 +294,7 @@ pub async fn authenticate<S: crate::storage::store::ObjectStore>(
             Ok(Principal::Token(Box::new(r)))
         }
         Err(error) => {
+            let error = ApiError::from(error);
             // Was the secret right? The same check with revocation and expiry set aside.
             let mut live = record.clone();
             (live.revoked_at, live.expires_at) = (None, None);
@@ -313,15 +339,15 @@ mod tests {
     fn verify_distinguishes_failures() {
         let r = token(vec![Scope::Publish], &["demo-app"], false);
         assert!(verify_token("secret", Some(r.clone()), 0).is_ok());
-        assert_eq!(verify_token("Secret", Some(r.clone()), 0).unwrap_err().status, 401);
-        assert_eq!(verify_token("secret", None, 0).unwrap_err().status, 401);
+        assert_eq!(ApiError::from(verify_token("Secret", Some(r.clone()), 0).unwrap_err()).status, 401);
+        assert_eq!(ApiError::from(verify_token("secret", None, 0).unwrap_err()).status, 401);
         let mut revoked = r.clone();
         revoked.revoked_at = Some("2026-01-02T00:00:00.000Z".into());
-        assert!(verify_token("secret", Some(revoked), 0).unwrap_err().message.contains("revoked"));
+        assert!(verify_token("secret", Some(revoked), 0).unwrap_err().to_string().contains("revoked"));
         let mut expired = r;
         expired.expires_at = Some("1970-01-01T00:00:01.000Z".into());
         assert!(verify_token("secret", Some(expired.clone()), 999).is_ok());
-        assert!(verify_token("secret", Some(expired), 1000).unwrap_err().message.contains("expired"));
+        assert!(verify_token("secret", Some(expired), 1000).unwrap_err().to_string().contains("expired"));
     }
 
     #[test]
@@ -329,11 +355,11 @@ mod tests {
         let p = Principal::Token(Box::new(token(vec![Scope::Publish, Scope::Read], &["demo-app"], false)));
         assert!(authorize(&p, Action::Publish, Some("demo-app")).is_ok());
         assert!(authorize(&p, Action::Read, Some("demo-app")).is_ok());
-        assert_eq!(authorize(&p, Action::Publish, Some("utility-app")).unwrap_err().status, 403);
-        assert_eq!(authorize(&p, Action::Delete, Some("demo-app")).unwrap_err().status, 403);
-        assert_eq!(authorize(&p, Action::Rollback, Some("demo-app")).unwrap_err().status, 403);
-        assert_eq!(authorize(&p, Action::Admin, None).unwrap_err().status, 403);
-        assert_eq!(authorize(&p, Action::Read, None).unwrap_err().status, 403);
+        assert_eq!(ApiError::from(authorize(&p, Action::Publish, Some("utility-app")).unwrap_err()).status, 403);
+        assert_eq!(ApiError::from(authorize(&p, Action::Delete, Some("demo-app")).unwrap_err()).status, 403);
+        assert_eq!(ApiError::from(authorize(&p, Action::Rollback, Some("demo-app")).unwrap_err()).status, 403);
+        assert_eq!(ApiError::from(authorize(&p, Action::Admin, None).unwrap_err()).status, 403);
+        assert_eq!(ApiError::from(authorize(&p, Action::Read, None).unwrap_err()).status, 403);
         let all = Principal::Token(Box::new(token(vec![Scope::Read], &[], true)));
         assert!(authorize(&all, Action::Read, Some("anything")).is_ok());
         assert!(authorize(&all, Action::Read, None).is_ok());
@@ -342,10 +368,10 @@ mod tests {
 
     #[test]
     fn admin_and_bearer() {
-        assert_eq!(admin_secret(None).unwrap_err().status, 503);
-        assert_eq!(admin_secret(Some(" ")).unwrap_err().status, 503);
-        assert_eq!(bearer(None).unwrap_err().status, 401);
-        assert_eq!(bearer(Some("Basic x")).unwrap_err().status, 401);
+        assert_eq!(ApiError::from(admin_secret(None).unwrap_err()).status, 503);
+        assert_eq!(ApiError::from(admin_secret(Some(" ")).unwrap_err()).status, 503);
+        assert_eq!(ApiError::from(bearer(None).unwrap_err()).status, 401);
+        assert_eq!(ApiError::from(bearer(Some("Basic x")).unwrap_err()).status, 401);
         assert_eq!(bearer(Some("Bearer x")).unwrap(), "x");
         assert!(is_admin("s3cret", "s3cret") && !is_admin("s3creT", "s3cret"));
     }

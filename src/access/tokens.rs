@@ -180,6 +180,7 @@ async fn write<S: ObjectStore>(
             PutOptions { condition: Condition::IfEtag(etag), ..Default::default() },
         )
         .await
+        .map_err(ApiError::from)
 }
 
 #[cfg(test)]
@@ -241,7 +242,7 @@ mod tests {
             assert!(!serde_json::to_string(&listed).unwrap().contains("hash"));
             revoke(&s, id, 7000).await.unwrap();
             let (r3, _) = lookup(&s, id).await.unwrap().unwrap();
-            assert!(verify_token(&c.token, Some(r3), 8000).unwrap_err().message.contains("revoked"));
+            assert!(verify_token(&c.token, Some(r3), 8000).unwrap_err().to_string().contains("revoked"));
             assert_eq!(revoke(&s, "ffffffffffffffff", 1).await.unwrap_err().status, 404);
             assert_eq!(revoke(&s, "FFFFFFFFFFFFFFFF", 1).await.unwrap_err().status, 400, "ids are lowercase");
             assert_eq!(revoke(&s, "../../x", 1).await.unwrap_err().status, 400);

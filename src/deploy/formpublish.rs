@@ -906,10 +906,16 @@ mod tests {
     }
 
     impl ObjectStore for BlockSink {
-        async fn get(&self, key: &str) -> Result<Option<(crate::storage::store::ObjectMeta, Vec<u8>)>, ApiError> {
+        async fn get(
+            &self,
+            key: &str,
+        ) -> Result<Option<(crate::storage::store::ObjectMeta, Vec<u8>)>, crate::storage::store::StoreError> {
             self.inner.get(key).await
         }
-        async fn head(&self, key: &str) -> Result<Option<crate::storage::store::ObjectMeta>, ApiError> {
+        async fn head(
+            &self,
+            key: &str,
+        ) -> Result<Option<crate::storage::store::ObjectMeta>, crate::storage::store::StoreError> {
             self.inner.head(key).await
         }
         async fn put(
@@ -917,7 +923,7 @@ mod tests {
             _: &str,
             _: Vec<u8>,
             _: PutOptions,
-        ) -> Result<Option<crate::storage::store::ObjectMeta>, ApiError> {
+        ) -> Result<Option<crate::storage::store::ObjectMeta>, crate::storage::store::StoreError> {
             panic!("file parts must go through put_blocks");
         }
         async fn put_blocks(
@@ -925,7 +931,7 @@ mod tests {
             key: &str,
             blocks: Blocks,
             opts: PutOptions,
-        ) -> Result<Option<crate::storage::store::ObjectMeta>, ApiError> {
+        ) -> Result<Option<crate::storage::store::ObjectMeta>, crate::storage::store::StoreError> {
             assert!(opts.sha256.is_some() && opts.md5.is_some(), "R2 verifies the digests it is given");
             let longest = blocks.iter().map(Vec::len).max().unwrap_or(0);
             self.max_block.fetch_max(longest, std::sync::atomic::Ordering::SeqCst);
@@ -937,10 +943,10 @@ mod tests {
             delimiter: Option<&str>,
             cursor: Option<String>,
             start_after: Option<&str>,
-        ) -> Result<crate::storage::store::ListPage, ApiError> {
+        ) -> Result<crate::storage::store::ListPage, crate::storage::store::StoreError> {
             self.inner.list(prefix, delimiter, cursor, start_after).await
         }
-        async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+        async fn delete(&self, keys: &[String]) -> Result<(), crate::storage::store::StoreError> {
             self.inner.delete(keys).await
         }
     }

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::protocol::hash::Digests;
 use crate::protocol::manifest::{build, channel_metadata, FileEntry, ManifestInput};
 use crate::storage::layout::Target;
-use crate::storage::store::{ListPage, MemoryStore, ObjectMeta, ObjectStore, PutOptions};
+use crate::storage::store::{ListPage, MemoryStore, ObjectMeta, ObjectStore, PutOptions, StoreError};
 use crate::validate::Platform;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -161,15 +161,15 @@ impl<S> PausingStore<S> {
 }
 
 impl<S: ObjectStore> ObjectStore for PausingStore<S> {
-    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, ApiError> {
+    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, StoreError> {
         self.gate(key).await;
         self.inner.get(key).await
     }
-    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         self.gate(key).await;
         self.inner.head(key).await
     }
-    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         self.gate(key).await;
         self.inner.put(key, body, opts).await
     }
@@ -179,11 +179,11 @@ impl<S: ObjectStore> ObjectStore for PausingStore<S> {
         delimiter: Option<&str>,
         cursor: Option<String>,
         start_after: Option<&str>,
-    ) -> Result<ListPage, ApiError> {
+    ) -> Result<ListPage, StoreError> {
         self.gate(prefix).await;
         self.inner.list(prefix, delimiter, cursor, start_after).await
     }
-    async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
         self.gate(keys.first().map_or("", String::as_str)).await;
         self.inner.delete(keys).await
     }

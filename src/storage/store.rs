@@ -1,7 +1,23 @@
 //! The storage seam: R2 in the Worker, memory in host tests. Only small objects (records,
 //! pointers) go through `get`/`put` here; file bytes stream in the adapter and never enter wasm.
 
-use crate::error::ApiError;
+/// What a store can fail with. The HTTP status each one maps to is decided in one place,
+/// `crate::http::status`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The bytes sent are not the bytes their digest promised (the client's fault).
+    #[error("uploaded bytes do not match their digest: {0}")]
+    DigestMismatch(String),
+    /// The body ended before (or after) its declared length (the client's fault).
+    #[error("body does not match its Content-Length: {0}")]
+    LengthMismatch(String),
+    /// An object the server wrote cannot be read back as what it wrote.
+    #[error("corrupt stored object: {0}")]
+    Corrupt(String),
+    /// The storage service failed.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -51,13 +67,13 @@ pub type Blocks = std::sync::Arc<[Vec<u8>]>;
 
 #[allow(async_fn_in_trait)]
 pub trait ObjectStore {
-    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, ApiError>;
-    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError>;
+    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, StoreError>;
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
     /// `Ok(None)` when the condition did not hold (nothing was written).
-    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError>;
+    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError>;
     /// `put` for a file held in blocks. R2 streams the blocks without joining them; a store that
     /// keeps bytes in memory (this default, so `MemoryStore`) joins them.
-    async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         self.put(key, blocks.concat(), opts).await
     }
     /// One page (at most 1000 keys) under `prefix`, continuing from `cursor` or starting after
@@ -68,13 +84,13 @@ pub trait ObjectStore {
         delimiter: Option<&str>,
         cursor: Option<String>,
         start_after: Option<&str>,
-    ) -> Result<ListPage, ApiError>;
+    ) -> Result<ListPage, StoreError>;
     /// Deletes up to 1000 keys.
-    async fn delete(&self, keys: &[String]) -> Result<(), ApiError>;
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError>;
 }
 
 /// Every key under `prefix`, following cursors past the 1000-per-page limit.
-pub async fn list_all<S: ObjectStore>(store: &S, prefix: &str) -> Result<Vec<ObjectMeta>, ApiError> {
+pub async fn list_all<S: ObjectStore>(store: &S, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
     list_all_after(store, prefix, None).await
 }
 
@@ -83,7 +99,7 @@ pub async fn list_all_after<S: ObjectStore>(
     store: &S,
     prefix: &str,
     start_after: Option<&str>,
-) -> Result<Vec<ObjectMeta>, ApiError> {
+) -> Result<Vec<ObjectMeta>, StoreError> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
@@ -141,13 +157,13 @@ impl MemoryStore {
 }
 
 impl ObjectStore for MemoryStore {
-    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, ApiError> {
+    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, StoreError> {
         Ok(self.objects.lock().unwrap().get(key).cloned())
     }
-    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         Ok(self.objects.lock().unwrap().get(key).map(|(m, _)| m.clone()))
     }
-    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         let mut objects = self.objects.lock().unwrap();
         let existing = objects.get(key).map(|(m, _)| m.etag.clone());
         let ok = match &opts.condition {
@@ -162,7 +178,7 @@ impl ObjectStore for MemoryStore {
         *v += 1;
         let d = crate::protocol::hash::Digests::of(&body);
         if opts.sha256.is_some_and(|s| s != d.sha256) || opts.md5.is_some_and(|m| m != d.md5) {
-            return Err(ApiError::unprocessable("body does not match its digest"));
+            return Err(StoreError::DigestMismatch("body does not match its digest".into()));
         }
         let meta = ObjectMeta {
             key: key.into(),
@@ -183,7 +199,7 @@ impl ObjectStore for MemoryStore {
         delimiter: Option<&str>,
         cursor: Option<String>,
         start_after: Option<&str>,
-    ) -> Result<ListPage, ApiError> {
+    ) -> Result<ListPage, StoreError> {
         let objects = self.objects.lock().unwrap();
         let mut page = ListPage::default();
         let mut prefixes = std::collections::BTreeSet::new();
@@ -203,7 +219,7 @@ impl ObjectStore for MemoryStore {
         page.prefixes = prefixes.into_iter().collect();
         Ok(page)
     }
-    async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
         let mut objects = self.objects.lock().unwrap();
         for k in keys {
             objects.remove(k);

@@ -1,8 +1,6 @@
 //! [`ObjectStore`] on an R2 bucket binding.
 
-use super::internal;
-use crate::error::ApiError;
-use crate::storage::store::{Blocks, Condition, ListPage, ObjectMeta, ObjectStore, PutOptions};
+use crate::storage::store::{Blocks, Condition, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreError};
 use worker::{Bucket, Conditional, Data, FixedLengthStream, HttpMetadata, Include, Object};
 
 pub struct R2Store(pub Bucket);
@@ -30,16 +28,20 @@ fn conditional(c: &Condition) -> Option<Conditional> {
 }
 
 /// R2 rejects a body whose digest differs from the one given; that is the client's fault.
-fn put_error(e: worker::Error) -> ApiError {
+fn put_error(e: worker::Error) -> StoreError {
     let s = e.to_string();
     let l = s.to_ascii_lowercase();
     if l.contains("checksum") || l.contains("digest") || l.contains("did not match") || l.contains("bad digest") {
-        ApiError::unprocessable(format!("uploaded bytes do not match their digest: {s}"))
+        StoreError::DigestMismatch(s)
     } else if l.contains("length") || l.contains("unexpected end") {
-        ApiError::bad_request(format!("body does not match its Content-Length: {s}"))
+        StoreError::LengthMismatch(s)
     } else {
-        internal(s)
+        StoreError::Backend(s)
     }
+}
+
+fn backend(e: worker::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
 }
 
 impl R2Store {
@@ -50,7 +52,7 @@ impl R2Store {
         content_type: &str,
         sha256: [u8; 32],
         md5: Option<[u8; 16]>,
-    ) -> Result<Object, ApiError> {
+    ) -> Result<Object, StoreError> {
         let mut b = self
             .0
             .put(key, Data::ReadableStream(body))
@@ -59,10 +61,10 @@ impl R2Store {
         if let Some(m) = md5 {
             b = b.md5(m.to_vec());
         }
-        b.execute().await.map_err(put_error)?.ok_or_else(|| ApiError::internal("R2 put returned nothing"))
+        b.execute().await.map_err(put_error)?.ok_or_else(|| StoreError::Backend("R2 put returned nothing".into()))
     }
 
-    async fn put_data(&self, key: &str, body: Data, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn put_data(&self, key: &str, body: Data, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         let mut b =
             self.0.put(key, body).custom_metadata(opts.custom.into_iter().collect::<std::collections::HashMap<_, _>>());
         if let Some(ct) = opts.content_type {
@@ -82,27 +84,27 @@ impl R2Store {
 }
 
 impl ObjectStore for R2Store {
-    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, ApiError> {
-        let Some(o) = self.0.get(key).execute().await.map_err(internal)? else { return Ok(None) };
+    async fn get(&self, key: &str) -> Result<Option<(ObjectMeta, Vec<u8>)>, StoreError> {
+        let Some(o) = self.0.get(key).execute().await.map_err(backend)? else { return Ok(None) };
         let bytes = match o.body() {
-            Some(b) => b.bytes().await.map_err(internal)?,
+            Some(b) => b.bytes().await.map_err(backend)?,
             None => Vec::new(),
         };
         Ok(Some((meta(&o), bytes)))
     }
 
-    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, ApiError> {
-        Ok(self.0.head(key).await.map_err(internal)?.as_ref().map(meta))
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        Ok(self.0.head(key).await.map_err(backend)?.as_ref().map(meta))
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn put(&self, key: &str, body: Vec<u8>, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         self.put_data(key, Data::Bytes(body), opts).await
     }
 
     /// Streams the blocks through a FixedLengthStream (R2 needs the length of a streamed body):
     /// each block is copied into JS as R2 reads it, so the file is never joined in wasm memory
     /// nor held whole on the JS side.
-    async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, ApiError> {
+    async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         if blocks.len() <= 1 {
             return self.put(key, blocks.first().cloned().unwrap_or_default(), opts).await;
         }
@@ -117,7 +119,7 @@ impl ObjectStore for R2Store {
         delimiter: Option<&str>,
         cursor: Option<String>,
         start_after: Option<&str>,
-    ) -> Result<ListPage, ApiError> {
+    ) -> Result<ListPage, StoreError> {
         let mut b = self.0.list().prefix(prefix).include(vec![Include::HttpMetadata, Include::CustomMetadata]);
         if let Some(d) = delimiter {
             b = b.delimiter(d);
@@ -128,7 +130,7 @@ impl ObjectStore for R2Store {
         if let Some(a) = start_after {
             b = b.start_after(a);
         }
-        let page = b.execute().await.map_err(internal)?;
+        let page = b.execute().await.map_err(backend)?;
         Ok(ListPage {
             objects: page.objects().iter().map(meta).collect(),
             prefixes: page.delimited_prefixes(),
@@ -136,10 +138,10 @@ impl ObjectStore for R2Store {
         })
     }
 
-    async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
         }
-        self.0.delete_multiple(keys.iter().map(String::as_str).collect()).await.map_err(internal)
+        self.0.delete_multiple(keys.iter().map(String::as_str).collect()).await.map_err(backend)
     }
 }

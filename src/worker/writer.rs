@@ -125,7 +125,7 @@ pub async fn collect_next(env: &Env) -> std::result::Result<(), ApiError> {
         writer.write(WriteOp::CollectFiles { target }, &ctx).await?;
     }
     match next {
-        Some(slug) => store.put(COLLECT_CURSOR, slug.into_bytes(), PutOptions::default()).await.map(|_| ()),
-        None => store.delete(&[COLLECT_CURSOR.to_string()]).await,
+        Some(slug) => Ok(store.put(COLLECT_CURSOR, slug.into_bytes(), PutOptions::default()).await.map(|_| ())?),
+        None => Ok(store.delete(&[COLLECT_CURSOR.to_string()]).await?),
     }
 }
