@@ -4,14 +4,14 @@
 //!
 //! Run with `npm run bench` (or `cargo run --release --example bench`).
 
-#[path = "../tests/util.rs"]
+#[path = "../tests/e2e/util.rs"]
 mod util;
 
 use std::time::{Duration, Instant};
 use util::*;
 
 fn main() {
-    let s = Server::start();
+    let s = server();
 
     // Upload volume: v2 changes only JavaScript, so only the two bundles should travel.
     let v1 = s.publish("demo-app", "demo-app-v1", &[]);

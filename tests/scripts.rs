@@ -1,15 +1,17 @@
 //! The project scripts users run: `wrangler deploy --dry-run` builds the real bundle, and the
 //! local dev command serves.
 
-mod util;
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 #[test]
 fn wrangler_dry_run_builds_the_worker_bundle() {
     let out_dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(util::root().join("node_modules/.bin/wrangler"))
+    let out = std::process::Command::new(root().join("node_modules/.bin/wrangler"))
         .args(["deploy", "--dry-run", "--outdir"])
         .arg(out_dir.path())
-        .current_dir(util::root())
+        .current_dir(root())
         .env("WRANGLER_SEND_METRICS", "false")
         .output()
         .expect("run wrangler (npm ci first)");
@@ -44,7 +46,7 @@ fn dev_script_serves_and_prints_the_token() {
         "0",
         "--show-interactive-dev-session=false",
     ])
-    .current_dir(util::root())
+    .current_dir(root())
     .env("WRANGLER_SEND_METRICS", "false")
     .stdin(std::process::Stdio::null())
     .stdout(sink.try_clone().unwrap())
@@ -68,7 +70,7 @@ fn dev_script_serves_and_prints_the_token() {
     let mut out = String::new();
     log.reopen().unwrap().read_to_string(&mut out).unwrap();
     assert!(ok, "dev server did not answer on port {port}:\n{out}");
-    let token = std::fs::read_to_string(util::root().join(".dev.vars"))
+    let token = std::fs::read_to_string(root().join(".dev.vars"))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("ADMIN_TOKEN=").map(str::to_string))

@@ -1,11 +1,9 @@
 //! Releases with the key kept by the publisher: signed publish, rollback to the previous
 //! update (a republish), rollback to embedded, promote between channels, and delete — each
-//! verified the way the client verifies it.
+//! verified the way the client verifies it. Every test uses its own apps.
 
-mod util;
-
+use crate::util::*;
 use serde_json::Value;
-use util::*;
 
 const EXPECT_MAIN: &str = r#"sig, keyid="main", alg="rsa-v1_5-sha256""#;
 
@@ -23,12 +21,12 @@ fn ok_json(out: CliOutput) -> Value {
 }
 
 /// The manifest a signing client on `channel` gets, with its signature verified.
-fn signed_manifest(s: &Server, platform: &str, channel: &str, current: Option<&str>) -> Value {
+fn signed_manifest(s: &Server, app: &str, platform: &str, channel: &str, current: Option<&str>) -> Value {
     let mut h = vec![("expo-expect-signature", EXPECT_MAIN), ("expo-channel-name", channel)];
     if let Some(c) = current {
         h.push(("expo-current-update-id", c));
     }
-    let r = s.check("demo-app", platform, "1.0.3", &h);
+    let r = s.check(app, platform, "1.0.3", &h);
     let m = r.manifest();
     verify_part_signature(&r.part("manifest").unwrap(), &cert(), "main");
     m
@@ -37,12 +35,14 @@ fn signed_manifest(s: &Server, platform: &str, channel: &str, current: Option<&s
 #[test]
 fn publisher_key_signs_publish_rollback_and_promote() {
     // No server key: every signature below comes from the CLI.
-    let s = Server::start();
-    let v1 = s.publish("demo-app", "demo-app-v1", &["--private-key", &key(), "--message", "v1"]);
-    let v2 = s.publish("demo-app", "demo-app-v2", &["--private-key", &key(), "--message", "v2"]);
+    let s = server();
+    let app = unique_slug("releases");
+    let app = app.as_str();
+    let v1 = s.publish(app, "demo-app-v1", &["--private-key", &key(), "--message", "v1"]);
+    let v2 = s.publish(app, "demo-app-v2", &["--private-key", &key(), "--message", "v2"]);
     for platform in ["ios", "android"] {
         let id2 = v2["updates"].as_array().unwrap().iter().find(|u| u["platform"] == platform).unwrap()["id"].clone();
-        let m = signed_manifest(&s, platform, "production", None);
+        let m = signed_manifest(s, app, platform, "production", None);
         assert_eq!(m["id"], id2);
         assert_eq!(m["metadata"]["channel"], "production");
     }
@@ -53,7 +53,7 @@ fn publisher_key_signs_publish_rollback_and_promote() {
     let rb = ok_json(s.cli(&[
         "rollback",
         "--slug",
-        "demo-app",
+        app,
         "--platform",
         "ios",
         "--runtime-version",
@@ -66,21 +66,21 @@ fn publisher_key_signs_publish_rollback_and_promote() {
     assert_eq!(u["republishedFrom"], v1i["id"]);
     assert_ne!(u["id"], v1i["id"]);
     assert!(u["createdAt"].as_str() > v2i["createdAt"].as_str());
-    let m = signed_manifest(&s, "ios", "production", Some(v2i["id"].as_str().unwrap()));
+    let m = signed_manifest(s, app, "ios", "production", Some(v2i["id"].as_str().unwrap()));
     assert_eq!(m["id"], u["id"]);
     assert_eq!(m["launchAsset"]["hash"], v1i["launchAsset"]["hash"], "the old files");
     download_and_verify_assets(&m);
     // A device still on v1 is offered the republish too (same files, nothing to download).
-    assert_eq!(signed_manifest(&s, "ios", "production", Some(v1i["id"].as_str().unwrap()))["id"], u["id"]);
+    assert_eq!(signed_manifest(s, app, "ios", "production", Some(v1i["id"].as_str().unwrap()))["id"], u["id"]);
     // Rolling back again has nowhere further back to go.
-    let again = s.cli(&["rollback", "--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3"]);
+    let again = s.cli(&["rollback", "--slug", app, "--platform", "ios", "--runtime-version", "1.0.3"]);
     assert!(!again.ok && again.stderr.contains("embedded"), "{}", again.stderr);
 
     // --to a specific update works across channels' history.
     let to = ok_json(s.cli(&[
         "rollback",
         "--slug",
-        "demo-app",
+        app,
         "--platform",
         "ios",
         "--runtime-version",
@@ -92,14 +92,14 @@ fn publisher_key_signs_publish_rollback_and_promote() {
         "--json",
     ]));
     assert_eq!(to["updates"][0]["republishedFrom"], v2i["id"]);
-    assert_eq!(signed_manifest(&s, "ios", "production", None)["launchAsset"]["hash"], v2i["launchAsset"]["hash"]);
+    assert_eq!(signed_manifest(s, app, "ios", "production", None)["launchAsset"]["hash"], v2i["launchAsset"]["hash"]);
 
     // Rollback to embedded: a directive whose commitTime is later than the running update's.
-    let running = signed_manifest(&s, "ios", "production", None);
+    let running = signed_manifest(s, app, "ios", "production", None);
     let rte = ok_json(s.cli(&[
         "rollback",
         "--slug",
-        "demo-app",
+        app,
         "--platform",
         "ios",
         "--runtime-version",
@@ -112,7 +112,7 @@ fn publisher_key_signs_publish_rollback_and_promote() {
     assert_eq!(rte["updates"][0]["kind"], "rollBackToEmbedded");
     let emb = "11111111-2222-4333-8444-555555555555";
     let r = s.check(
-        "demo-app",
+        app,
         "ios",
         "1.0.3",
         &[
@@ -125,32 +125,29 @@ fn publisher_key_signs_publish_rollback_and_promote() {
     assert_eq!(d["type"], "rollBackToEmbedded");
     assert!(d["parameters"]["commitTime"].as_str().unwrap() > running["createdAt"].as_str().unwrap());
     verify_part_signature(&r.part("directive").unwrap(), &cert(), "main");
-    let r = s.check("demo-app", "ios", "1.0.3", &[("expo-current-update-id", emb), ("expo-embedded-update-id", emb)]);
+    let r = s.check(app, "ios", "1.0.3", &[("expo-current-update-id", emb), ("expo-embedded-update-id", emb)]);
     assert_eq!(r.directive()["type"], "noUpdateAvailable");
     // Publishing again after a rollback-to-embedded gets a createdAt past the commitTime.
-    let v3 = s.publish("demo-app", "demo-app-v3", &["--platform", "ios", "--private-key", &key()]);
+    let v3 = s.publish(app, "demo-app-v3", &["--platform", "ios", "--private-key", &key()]);
     assert!(v3["updates"][0]["createdAt"].as_str().unwrap() > d["parameters"]["commitTime"].as_str().unwrap());
-    assert_eq!(signed_manifest(&s, "ios", "production", None)["id"], v3["updates"][0]["id"]);
+    assert_eq!(signed_manifest(s, app, "ios", "production", None)["id"], v3["updates"][0]["id"]);
 
     // Promote staging → production without re-uploading: signed, channel rewritten.
-    let staged = s.publish(
-        "demo-app",
-        "demo-app-v2",
-        &["--platform", "android", "--channel", "staging", "--private-key", &key()],
-    );
+    let staged =
+        s.publish(app, "demo-app-v2", &["--platform", "android", "--channel", "staging", "--private-key", &key()]);
     assert_eq!(staged["updates"][0]["uploadedFiles"], 0, "v2's files are already stored");
     let keys = |s: &Server, part: &str| {
-        s.state_fingerprint()
+        s.fingerprint(&[app])
             .into_iter()
             .filter(|k| k.contains(part))
             .map(|k| k.split(' ').next().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    let (files_before, records_before) = (keys(&s, "/files/"), keys(&s, "/updates/"));
+    let (files_before, records_before) = (keys(s, "/files/"), keys(s, "/updates/"));
     let pr = ok_json(s.cli(&[
         "promote",
         "--slug",
-        "demo-app",
+        app,
         "--platform",
         "android",
         "--runtime-version",
@@ -163,17 +160,17 @@ fn publisher_key_signs_publish_rollback_and_promote() {
         &key(),
         "--json",
     ]));
-    assert_eq!(keys(&s, "/files/"), files_before, "nothing re-uploaded");
-    assert_eq!(keys(&s, "/updates/").len(), records_before.len() + 1, "one new record");
-    let m = signed_manifest(&s, "android", "production", None);
+    assert_eq!(keys(s, "/files/"), files_before, "nothing re-uploaded");
+    assert_eq!(keys(s, "/updates/").len(), records_before.len() + 1, "one new record");
+    let m = signed_manifest(s, app, "android", "production", None);
     assert_eq!(m["id"], pr["updates"][0]["id"]);
     assert_eq!(m["metadata"]["channel"], "production");
-    let staging = signed_manifest(&s, "android", "staging", None);
+    let staging = signed_manifest(s, app, "android", "staging", None);
     assert_eq!(staging["launchAsset"]["hash"], m["launchAsset"]["hash"]);
     assert_ne!(staging["id"], m["id"]);
 
     // History lists everything with its channel, kind and signature.
-    let list = ok_json(s.cli(&["list", "--slug", "demo-app", "--json"]));
+    let list = ok_json(s.cli(&["list", "--slug", app, "--json"]));
     let ios_rt = list["runtimes"].as_array().unwrap().iter().find(|r| r["platform"] == "ios").unwrap();
     let ups = ios_rt["updates"].as_array().unwrap();
     assert_eq!(ups.len(), 6, "v1, v2, two rollbacks, rollback-to-embedded, v3");
@@ -183,15 +180,17 @@ fn publisher_key_signs_publish_rollback_and_promote() {
 }
 
 #[test]
-fn delete_with_the_key_keeps_the_channel_signed() {
-    let s = Server::start();
-    let v1 = s.publish("demo-app", "demo-app-v1", &["--platform", "ios", "--private-key", &key()]);
-    let v2 = s.publish("demo-app", "demo-app-v2", &["--platform", "ios", "--private-key", &key()]);
+fn delete_current_with_the_key_keeps_the_channel_signed() {
+    let s = server();
+    let app = unique_slug("delete-signed");
+    let app = app.as_str();
+    let v1 = s.publish(app, "demo-app-v1", &["--platform", "ios", "--private-key", &key()]);
+    let v2 = s.publish(app, "demo-app-v2", &["--platform", "ios", "--private-key", &key()]);
     let (id1, id2) = (v1["updates"][0]["id"].as_str().unwrap(), v2["updates"][0]["id"].as_str().unwrap());
     let out = ok_json(s.cli(&[
         "delete",
         "--slug",
-        "demo-app",
+        app,
         "--platform",
         "ios",
         "--runtime-version",
@@ -204,7 +203,7 @@ fn delete_with_the_key_keeps_the_channel_signed() {
     ]));
     assert_eq!(out["deleted"], id2);
     assert_eq!(out["promoted"]["republishedFrom"], id1);
-    let m = signed_manifest(&s, "ios", "production", Some(id2));
+    let m = signed_manifest(s, app, "ios", "production", Some(id2));
     assert_eq!(m["launchAsset"]["hash"], v1["updates"][0]["launchAsset"]["hash"]);
     download_and_verify_assets(&m);
     // v2's bundle went with it; v1's files are still there.
