@@ -7,7 +7,7 @@
 //! Run with `npm run bench` (or `cargo run --release --example bench`). `LOG_CHECKS=all npm run
 //! bench` measures with a log line per check (the Worker var of the same name).
 
-#[path = "../tests/util.rs"]
+#[path = "../tests/e2e/util.rs"]
 mod util;
 
 use std::time::{Duration, Instant};
@@ -22,11 +22,8 @@ const CONNS: usize = 8;
 type Probe<'a> = &'a (dyn Fn(&ureq::Agent, usize) -> Duration + Sync);
 
 fn main() {
-    let mut opts = ServerOptions::default();
-    if let Ok(v) = std::env::var("LOG_CHECKS") {
-        opts.vars.push(("LOG_CHECKS", v));
-    }
-    let s = Server::start_with(opts);
+    // The shared test server configuration (wrangler.toml's vars: LOG_CHECKS=errors).
+    let s = server();
     let floor = Floor::start();
 
     // Upload volume: v2 changes only JavaScript, so only the two bundles should travel.
@@ -242,7 +239,7 @@ impl Floor {
             .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
             .arg("--persist-to")
             .arg(state.path().join("state"))
-            // The same flags as the Worker under test (tests/util.rs), so only the Worker differs.
+            // The same flags as the Worker under test (tests/e2e/util.rs), so only the Worker differs.
             .args(["--log-level", "log", "--show-interactive-dev-session=false"])
             .current_dir(state.path())
             .env("WRANGLER_SEND_METRICS", "false")
@@ -274,7 +271,7 @@ impl Drop for Floor {
     }
 }
 
-/// The process group of the `wrangler dev` serving `base` (tests/util.rs starts it as the leader
+/// The process group of the `wrangler dev` serving `base` (tests/e2e/util.rs starts it as the leader
 /// of its own group, with `--port N` in its command line).
 fn server_process_group(base: &str) -> i32 {
     let port = base.rsplit(':').next().unwrap();

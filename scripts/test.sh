@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prepare.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-# Each end-to-end test runs its own wrangler dev; two at a time suits a 2-core machine.
-cargo test --workspace -- --test-threads "${TEST_THREADS:-2}"
+# The end-to-end suites are one binary (tests/e2e) sharing a few wrangler dev servers, started
+# once per run. Two test threads suit a 2-core machine. --no-fail-fast runs every binary even
+# after a failure, so all failures are reported together (assert_eq! prints left and right).
+cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-2}"

@@ -1,6 +1,7 @@
 //! The project scripts users run: `wrangler deploy --dry-run` builds the real bundle, and the
 //! local dev command serves.
 
+#[path = "e2e/util.rs"]
 mod util;
 
 /// Held while a test's wrangler runs the `[build]` command: two builds at once would rewrite

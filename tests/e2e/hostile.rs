@@ -1,12 +1,11 @@
 //! Hostile and malformed requests against the real Worker: each gets the right 4xx JSON error,
-//! and the app data in R2 is byte-for-byte unchanged afterwards.
+//! and the app data in R2 is byte-for-byte unchanged afterwards. The test uses its own apps and
+//! compares only their objects, so other tests may run on the same server meanwhile.
 
-mod util;
-
+use crate::util::*;
 use expo_ota::protocol::hash::Digests;
 use serde_json::json;
 use std::io::{Read, Write};
-use util::*;
 
 struct Case {
     name: &'static str,
@@ -53,19 +52,17 @@ fn raw(s: &Server, request: &[u8]) -> String {
 
 #[test]
 fn hostile_requests_get_4xx_json_and_change_nothing() {
-    let s = Server::start_with(ServerOptions {
-        vars: vec![
-            ("MAX_FILE_BYTES", "2000000".into()),
-            ("MAX_FILES_PER_UPDATE", "50".into()),
-            ("MAX_JSON_BYTES", "65536".into()),
-        ],
-        ..Default::default()
-    });
-    // A published app to protect, and another app that hostile requests try to reach.
-    assert_eq!(s.post_form("demo-app", &export_fields("demo-app-v1"), &[]).status, 201);
-    assert_eq!(s.post_form("utility-app", &export_fields("utility-app-v1"), &[]).status, 201);
-    let served = s.check("demo-app", "ios", "1.0.3", &[]).manifest();
-    let before = s.state_fingerprint();
+    // MAX_FILE_BYTES 2 000 000, MAX_FILES_PER_UPDATE 50, MAX_JSON_BYTES 65 536 there.
+    let s = server_with(Config::SmallLimits);
+    let (demo, utility) = (unique_slug("hostile-demo"), unique_slug("hostile-utility"));
+    let (demo, utility) = (demo.as_str(), utility.as_str());
+    // A published app to protect, and another app that hostile requests try to reach. The demo
+    // export is over MAX_FORM_BYTES as one form, so it goes through the CLI.
+    s.publish(demo, "demo-app-v1", &[]);
+    assert_eq!(s.post_form(utility, &export_fields("utility-app-v1"), &[]).status, 201);
+    let served = s.check(demo, "ios", "1.0.3", &[]).manifest();
+    // The bucket is shared with other tests: these two apps are what must not change.
+    let before = s.fingerprint(&[demo, utility]);
     let auth = s.auth();
 
     let png = read(&fixture("demo-app-v1/assets/b22ba1fb664cb723b7be61a3096083ff"));
@@ -96,7 +93,8 @@ fn hostile_requests_get_4xx_json_and_change_nothing() {
         ("runtimeVersion", b"1"),
     ]);
     let (badjson_ct, badjson_form) = form(&[("metadata.json", b"{\"fileMetadata\": [1,2,"), ("runtimeVersion", b"1")]);
-    let (rv_ct, rv_form) = form(&[("metadata.json", meta.as_bytes()), ("runtimeVersion", b"../../demo-app/ios/1.0.3")]);
+    let rv_traversal = format!("../../{demo}/ios/1.0.3");
+    let (rv_ct, rv_form) = form(&[("metadata.json", meta.as_bytes()), ("runtimeVersion", rv_traversal.as_bytes())]);
     let base = served["launchAsset"]["url"].as_str().unwrap().rsplit_once('/').unwrap().0.to_string();
     let foreign = expo_ota::protocol::manifest::build(expo_ota::protocol::manifest::ManifestInput {
         id: expo_ota::protocol::id::uuid_v4(rand16()),
@@ -112,7 +110,7 @@ fn hostile_requests_get_4xx_json_and_change_nothing() {
         asset_base_url: &base,
     })
     .render();
-    let utility_base = base.replace("/demo-app/ios/1.0.3", "/utility-app/android/2.0.0");
+    let utility_base = base.replace(&format!("/{demo}/ios/1.0.3"), &format!("/{utility}/android/2.0.0"));
     let with_null = foreign.replace("\"extra\":{}", "\"extra\":{\"expoClient\":null}");
 
     let cases = vec![
@@ -120,191 +118,186 @@ fn hostile_requests_get_4xx_json_and_change_nothing() {
         case(
             "slug with encoded slash",
             "GET",
-            format!("/api/assets/demo-app%2F..%2Futility-app/android/2.0.0/{sha}.png"),
+            format!("/api/assets/{demo}%2F..%2F{utility}/android/2.0.0/{sha}.png"),
             400,
         ),
-        case("slug with encoded backslash", "GET", format!("/api/assets/demo-app%5C..%5Cx/ios/1.0.3/{sha}.png"), 400),
+        case("slug with encoded backslash", "GET", format!("/api/assets/{demo}%5C..%5Cx/ios/1.0.3/{sha}.png"), 400),
         case("dot-dot slug (collapsed by URL parsing)", "GET", format!("/api/assets/%2E%2E/ios/1.0.3/{sha}.png"), 404),
         case("system prefix slug", "GET", format!("/api/assets/_system/ios/1.0.3/{sha}.png"), 400),
         case("encoded NUL in slug", "GET", format!("/api/assets/demo%00app/ios/1.0.3/{sha}.png"), 400),
-        case("unknown platform in asset", "GET", format!("/api/assets/demo-app/web/1.0.3/{sha}.png"), 400),
-        case("uppercase platform", "GET", format!("/api/assets/demo-app/IOS/1.0.3/{sha}.png"), 400),
-        case(
-            "runtime version traversal",
-            "GET",
-            format!("/api/assets/demo-app/ios/..%2F..%2Futility-app/{sha}.png"),
-            400,
-        ),
-        case("asset hash not hex", "GET", "/api/assets/demo-app/ios/1.0.3/..%2Fchannels%2Fproduction.json", 400),
+        case("unknown platform in asset", "GET", format!("/api/assets/{demo}/web/1.0.3/{sha}.png"), 400),
+        case("uppercase platform", "GET", format!("/api/assets/{demo}/IOS/1.0.3/{sha}.png"), 400),
+        case("runtime version traversal", "GET", format!("/api/assets/{demo}/ios/..%2F..%2F{utility}/{sha}.png"), 400),
+        case("asset hash not hex", "GET", format!("/api/assets/{demo}/ios/1.0.3/..%2Fchannels%2Fproduction.json"), 400),
         case(
             "asset extension injection",
             "GET",
-            format!("/api/assets/demo-app/ios/1.0.3/{sha}.png%0d%0aSet-Cookie:x"),
+            format!("/api/assets/{demo}/ios/1.0.3/{sha}.png%0d%0aSet-Cookie:x"),
             400,
         ),
-        case("malformed percent-encoding", "GET", format!("/api/assets/demo-app/ios/1.0%zz/{sha}.png"), 400),
+        case("malformed percent-encoding", "GET", format!("/api/assets/{demo}/ios/1.0%zz/{sha}.png"), 400),
         // Manifest checks.
-        case("check: slug traversal", "GET", "/api/manifest?slug=..%2Futility-app", 400)
+        case("check: slug traversal", "GET", format!("/api/manifest?slug=..%2F{utility}"), 400)
             .header("expo-platform", "android")
             .header("expo-runtime-version", "2.0.0"),
-        case("check: unknown platform", "GET", "/api/manifest?slug=demo-app", 400)
+        case("check: unknown platform", "GET", format!("/api/manifest?slug={demo}"), 400)
             .header("expo-platform", "windows")
             .header("expo-runtime-version", "1.0.3"),
         case(
             "check: runtime version with CRLF",
             "GET",
-            "/api/manifest?slug=demo-app&platform=ios&runtimeVersion=1.0.3%0d%0aX-Injected:%201",
+            format!("/api/manifest?slug={demo}&platform=ios&runtimeVersion=1.0.3%0d%0aX-Injected:%201"),
             400,
         ),
         case(
             "check: runtime version traversal",
             "GET",
-            "/api/manifest?slug=demo-app&platform=ios&runtimeVersion=../../x",
+            format!("/api/manifest?slug={demo}&platform=ios&runtimeVersion=../../x"),
             400,
         ),
-        case("check: bad current update id", "GET", "/api/manifest?slug=demo-app", 400)
+        case("check: bad current update id", "GET", format!("/api/manifest?slug={demo}"), 400)
             .header("expo-platform", "ios")
             .header("expo-runtime-version", "1.0.3")
             .header("expo-current-update-id", "'; DROP TABLE updates; --"),
-        case("check: bad embedded update id", "GET", "/api/manifest?slug=demo-app", 400)
+        case("check: bad embedded update id", "GET", format!("/api/manifest?slug={demo}"), 400)
             .header("expo-platform", "ios")
             .header("expo-runtime-version", "1.0.3")
             .header("expo-embedded-update-id", "1234"),
-        case("check: non-numeric protocol", "GET", "/api/manifest?slug=demo-app", 400)
+        case("check: non-numeric protocol", "GET", format!("/api/manifest?slug={demo}"), 400)
             .header("expo-platform", "ios")
             .header("expo-runtime-version", "1.0.3")
             .header("expo-protocol-version", "1; drop"),
-        case("check: channel traversal", "GET", "/api/manifest?slug=demo-app", 400)
+        case("check: channel traversal", "GET", format!("/api/manifest?slug={demo}"), 400)
             .header("expo-platform", "ios")
             .header("expo-runtime-version", "1.0.3")
             .header("expo-channel-name", "../staging"),
-        case("check: channel header injection", "GET", "/api/manifest?slug=demo-app", 400)
+        case("check: channel header injection", "GET", format!("/api/manifest?slug={demo}"), 400)
             .header("expo-platform", "ios")
             .header("expo-runtime-version", "1.0.3")
             .header("expo-channel-name", "prod\", evil=\"1"),
-        case("check: malformed expect-signature", "GET", "/api/manifest?slug=demo-app", 400)
+        case("check: malformed expect-signature", "GET", format!("/api/manifest?slug={demo}"), 400)
             .header("expo-platform", "ios")
             .header("expo-runtime-version", "1.0.3")
             .header("expo-expect-signature", "sig, keyid=(1 2)"),
         // Uploads.
-        case("upload: hash mismatch", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 422)
+        case("upload: hash mismatch", "PUT", format!("/api/files/{demo}/ios/1.0.3/{other_sha}"), 422)
             .header("authorization", auth.clone())
             .body(png.clone()),
         case(
             "upload: md5 mismatch",
             "PUT",
-            format!("/api/files/demo-app/ios/1.0.3/{}", Digests::of(b"fresh").sha256_hex()),
+            format!("/api/files/{demo}/ios/1.0.3/{}", Digests::of(b"fresh").sha256_hex()),
             422,
         )
         .header("authorization", auth.clone())
         .header("x-content-md5", Digests::of(b"x").md5_hex())
         .body(b"fresh".to_vec()),
-        case("upload: oversized", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 413)
+        case("upload: oversized", "PUT", format!("/api/files/{demo}/ios/1.0.3/{other_sha}"), 413)
             .header("authorization", auth.clone())
             .body(vec![0u8; 2_000_001]),
         case(
             "upload: into another app's unknown platform",
             "PUT",
-            format!("/api/files/utility-app/web/2.0.0/{sha}"),
+            format!("/api/files/{utility}/web/2.0.0/{sha}"),
             400,
         )
         .header("authorization", auth.clone())
         .body(png.clone()),
-        case("upload: oversized content type", "PUT", format!("/api/files/demo-app/ios/1.0.3/{other_sha}"), 400)
+        case("upload: oversized content type", "PUT", format!("/api/files/{demo}/ios/1.0.3/{other_sha}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", format!("image/{}", "x".repeat(200)))
             .body(b"other".to_vec()),
-        case("upload: no token", "PUT", format!("/api/files/demo-app/ios/1.0.3/{sha}"), 401).body(png.clone()),
-        case("upload: forged scoped token", "PUT", format!("/api/files/demo-app/ios/1.0.3/{sha}"), 401)
+        case("upload: no token", "PUT", format!("/api/files/{demo}/ios/1.0.3/{sha}"), 401).body(png.clone()),
+        case("upload: forged scoped token", "PUT", format!("/api/files/{demo}/ios/1.0.3/{sha}"), 401)
             .header("authorization", format!("Bearer ota_0123456789abcdef_{}", "a".repeat(64)))
             .body(png.clone()),
         // JSON bodies.
-        case("prepare: invalid JSON", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400)
+        case("prepare: invalid JSON", "POST", format!("/api/publish/{demo}/ios/1.0.3/prepare"), 400)
             .header("authorization", auth.clone())
             .header("content-type", "application/json")
             .body(b"{\"files\": [".to_vec()),
-        case("prepare: wrong JSON type", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400)
+        case("prepare: wrong JSON type", "POST", format!("/api/publish/{demo}/ios/1.0.3/prepare"), 400)
             .header("authorization", auth.clone())
             .json(json!({"files": "all"})),
-        case("prepare: huge JSON", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 413)
+        case("prepare: huge JSON", "POST", format!("/api/publish/{demo}/ios/1.0.3/prepare"), 413)
             .header("authorization", auth.clone())
             .json(json!({"files": vec!["a".repeat(64); 2000]})),
-        case("prepare: non-hex digests", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 400)
+        case("prepare: non-hex digests", "POST", format!("/api/publish/{demo}/ios/1.0.3/prepare"), 400)
             .header("authorization", auth.clone())
             .json(json!({"files": ["../../etc/passwd"]})),
-        case("prepare: too many files", "POST", "/api/publish/demo-app/ios/1.0.3/prepare", 413)
+        case("prepare: too many files", "POST", format!("/api/publish/{demo}/ios/1.0.3/prepare"), 413)
             .header("authorization", auth.clone())
             .json(json!({"files": vec![sha.clone(); 51]})),
-        case("commit: files never uploaded", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422)
+        case("commit: files never uploaded", "POST", format!("/api/publish/{demo}/ios/1.0.3/commit"), 422)
             .header("authorization", auth.clone())
             .json(json!({"manifest": foreign})),
-        case("commit: URLs of another app", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422)
+        case("commit: URLs of another app", "POST", format!("/api/publish/{demo}/ios/1.0.3/commit"), 422)
             .header("authorization", auth.clone())
             .json(json!({"manifest": foreign.replace(&base, &utility_base)})),
-        case("commit: JSON null in manifest", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422)
+        case("commit: JSON null in manifest", "POST", format!("/api/publish/{demo}/ios/1.0.3/commit"), 422)
             .header("authorization", auth.clone())
             .json(json!({"manifest": with_null})),
-        case("commit: bogus signature", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 400)
+        case("commit: bogus signature", "POST", format!("/api/publish/{demo}/ios/1.0.3/commit"), 400)
             .header("authorization", auth.clone())
             .json(json!({"manifest": foreign, "signature": "not base64!"})),
-        case("commit: unknown directive", "POST", "/api/publish/demo-app/ios/1.0.3/commit", 422)
+        case("commit: unknown directive", "POST", format!("/api/publish/{demo}/ios/1.0.3/commit"), 422)
             .header("authorization", auth.clone())
             .json(json!({"directive": "{\"type\":\"wipeDevice\"}"})),
         // Single-request publish.
-        case("form: traversal in metadata path", "POST", "/api/publish/utility-app", 400)
+        case("form: traversal in metadata path", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", traversal_ct)
             .body(traversal_form),
-        case("form: absolute metadata path", "POST", "/api/publish/utility-app", 400)
+        case("form: absolute metadata path", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", abs_ct)
             .body(abs_form),
-        case("form: backslash traversal", "POST", "/api/publish/utility-app", 400)
+        case("form: backslash traversal", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", bs_ct)
             .body(bs_form),
-        case("form: traversal in field name", "POST", "/api/publish/utility-app", 400)
+        case("form: traversal in field name", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", field_ct)
             .body(field_form),
-        case("form: duplicate metadata field", "POST", "/api/publish/utility-app", 400)
+        case("form: duplicate metadata field", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", dup_ct)
             .body(dup_form),
-        case("form: duplicate file", "POST", "/api/publish/utility-app", 400)
+        case("form: duplicate file", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", dupfile_ct)
             .body(dupfile_form),
-        case("form: files named but not sent", "POST", "/api/publish/utility-app", 400)
+        case("form: files named but not sent", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", missing_ct)
             .body(missing_form),
-        case("form: unknown platform in metadata", "POST", "/api/publish/utility-app", 400)
+        case("form: unknown platform in metadata", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", plat_ct)
             .body(plat_form),
-        case("form: invalid metadata JSON", "POST", "/api/publish/utility-app", 400)
+        case("form: invalid metadata JSON", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", badjson_ct)
             .body(badjson_form),
-        case("form: runtime version traversal", "POST", "/api/publish/utility-app", 400)
+        case("form: runtime version traversal", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", rv_ct)
             .body(rv_form),
-        case("form: no boundary", "POST", "/api/publish/utility-app", 400)
+        case("form: no boundary", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", "multipart/form-data")
             .body(b"--x\r\n".to_vec()),
-        case("form: garbage multipart", "POST", "/api/publish/utility-app", 400)
+        case("form: garbage multipart", "POST", format!("/api/publish/{utility}"), 400)
             .header("authorization", auth.clone())
             .header("content-type", "multipart/form-data; boundary=zz")
             .body(b"--zz\r\nno headers here".to_vec()),
         // Deletes and tokens.
-        case("delete: other app's traversal", "DELETE", "/api/updates/demo-app/ios/..%2F..%2Futility-app", 400)
+        case("delete: other app's traversal", "DELETE", format!("/api/updates/{demo}/ios/..%2F..%2F{utility}"), 400)
             .header("authorization", auth.clone()),
-        case("delete: malformed update id", "DELETE", "/api/updates/demo-app/ios/1.0.3/..", 400)
+        case("delete: malformed update id", "DELETE", format!("/api/updates/{demo}/ios/1.0.3/.."), 400)
             .header("authorization", auth.clone()),
-        case("token: revoke traversal", "DELETE", "/api/tokens/..%2F..%2Fdemo-app", 400)
+        case("token: revoke traversal", "DELETE", format!("/api/tokens/..%2F..%2F{demo}"), 400)
             .header("authorization", auth.clone()),
     ];
     assert!(cases.len() >= 30);
@@ -322,21 +315,21 @@ fn hostile_requests_get_4xx_json_and_change_nothing() {
 
     // What well-behaved HTTP clients refuse to send, over a raw socket.
     let lying_length = format!(
-        "PUT /api/files/demo-app/ios/1.0.3/{other_sha} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 5000\r\nConnection: close\r\n\r\nshort body"
+        "PUT /api/files/{demo}/ios/1.0.3/{other_sha} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 5000\r\nConnection: close\r\n\r\nshort body"
     );
-    let answer = raw(&s, lying_length.as_bytes());
+    let answer = raw(s, lying_length.as_bytes());
     assert!(!answer.starts_with("HTTP/1.1 2"), "a body shorter than its Content-Length must not be stored: {answer}");
-    let chunked = format!("PUT /api/files/demo-app/ios/1.0.3/{other_sha} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nother\r\n0\r\n\r\n");
-    let answer = raw(&s, chunked.as_bytes());
+    let chunked = format!("PUT /api/files/{demo}/ios/1.0.3/{other_sha} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nother\r\n0\r\n\r\n");
+    let answer = raw(s, chunked.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
-    let smuggled = "GET /api/manifest?slug=demo-app HTTP/1.1\r\nHost: x\r\nexpo-platform: ios\r\nexpo-runtime-version: 1.0.3\r\nexpo-channel-name: prod\rX-Evil: 1\r\nConnection: close\r\n\r\n";
-    let answer = raw(&s, smuggled.as_bytes());
+    let smuggled = format!("GET /api/manifest?slug={demo} HTTP/1.1\r\nHost: x\r\nexpo-platform: ios\r\nexpo-runtime-version: 1.0.3\r\nexpo-channel-name: prod\rX-Evil: 1\r\nConnection: close\r\n\r\n");
+    let answer = raw(s, smuggled.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 4"), "a bare CR in a header must be refused: {answer}");
 
     // Nothing of any app changed, and the published update is served as before.
-    assert_eq!(s.state_fingerprint(), before, "R2 must be unchanged by hostile requests");
-    let after = s.check("demo-app", "ios", "1.0.3", &[]).manifest();
+    assert_eq!(s.fingerprint(&[demo, utility]), before, "R2 must be unchanged by hostile requests");
+    let after = s.check(demo, "ios", "1.0.3", &[]).manifest();
     assert_eq!(after, served);
     download_and_verify_assets(&after);
-    s.check("utility-app", "android", "2.0.0", &[]).manifest();
+    s.check(utility, "android", "2.0.0", &[]).manifest();
 }

@@ -1,12 +1,11 @@
 //! The deploy API used by the CLI (prepare → upload → commit), driven directly so each failure
 //! can be provoked: auth, limits, digest mismatches, unverifiable manifests, and atomicity.
+//! Every test uses its own apps.
 
-mod util;
-
+use crate::util::*;
 use expo_ota::protocol::hash::Digests;
 use expo_ota::protocol::manifest::{self, FileEntry, ManifestInput};
 use serde_json::{json, Value};
-use util::*;
 
 /// One platform of an export, as (export path, bytes, ext).
 fn platform_files(fixture_name: &str, platform: &str) -> Vec<(String, Vec<u8>, String)> {
@@ -50,79 +49,81 @@ fn render(files: &[(String, Vec<u8>, String)], base: &str, created_ms: u64) -> S
     .render()
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+/// The deploy routes of one app, as (method, path).
+fn deploy_routes(app: &str) -> Vec<(&'static str, String)> {
+    let sha = "a".repeat(64);
+    vec![
+        ("POST", format!("/api/publish/{app}/ios/1.0.3/prepare")),
+        ("PUT", format!("/api/files/{app}/ios/1.0.3/{sha}")),
+        ("POST", format!("/api/publish/{app}/ios/1.0.3/commit")),
+        ("POST", format!("/api/publish/{app}")),
+        ("GET", format!("/api/updates?slug={app}")),
+        ("DELETE", format!("/api/updates/{app}/ios/1.0.3")),
+    ]
 }
 
 #[test]
-fn deploy_routes_need_the_admin_token() {
-    let s = Server::start();
-    let sha = "a".repeat(64);
-    let cases = [
-        ("POST", "/api/publish/demo-app/ios/1.0.3/prepare".to_string()),
-        ("PUT", format!("/api/files/demo-app/ios/1.0.3/{sha}")),
-        ("POST", "/api/publish/demo-app/ios/1.0.3/commit".to_string()),
-        ("POST", "/api/publish/demo-app".to_string()),
-        ("GET", "/api/updates?slug=demo-app".to_string()),
-        ("DELETE", "/api/updates/demo-app/ios/1.0.3".to_string()),
-    ];
-    for (m, p) in &cases {
+fn deploy_routes_without_the_admin_token_answer_401() {
+    let s = server();
+    let app = unique_slug("auth");
+    for (m, p) in &deploy_routes(&app) {
         let body = (*m != "GET" && *m != "DELETE").then_some(&b"{}"[..]);
         http(m, &s.url(p), &[], body).assert_error(401);
         let e = http(m, &s.url(p), &[("authorization", "Bearer wrong")], body).assert_error(401);
         assert!(!e.contains(&s.token), "token must never be echoed");
     }
     // Reads stay public.
-    assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).status, 200);
+    assert_eq!(s.check(&app, "ios", "1.0.3", &[]).status, 200);
+}
 
+#[test]
+fn deploy_routes_without_the_admin_secret_answer_503() {
     // Without the secret, deploy operations are refused, never open.
-    let open = Server::start_with(ServerOptions { admin_token: None, ..Default::default() });
-    for (m, p) in &cases {
+    let open = server_with(Config::NoAdminToken);
+    for (m, p) in &deploy_routes(&unique_slug("no-secret")) {
         let e = http(m, &open.url(p), &[("authorization", "Bearer ")], None).assert_error(503);
         assert!(e.contains("ADMIN_TOKEN"), "{e}");
     }
 }
 
 #[test]
-fn uploads_are_verified_and_limited() {
-    let s = Server::start_with(ServerOptions { vars: vec![("MAX_FILE_BYTES", "100000".into())], ..Default::default() });
+fn file_upload_bad_digest_size_or_target_rejected_good_one_stored_once() {
+    // MAX_FILE_BYTES is 2 000 000 there.
+    let s = server_with(Config::SmallLimits);
+    let app = unique_slug("uploads");
+    let prefix = format!("{app}/ios/1.0.3");
     let auth = s.auth();
-    let before = s.state_fingerprint();
+    let before = s.fingerprint(&[&app]);
     let data = read(&fixture("demo-app-v1/assets/ed702552983a8eec95c8d7f1252a4473"));
     let d = Digests::of(&data);
 
     // Bytes that do not match the SHA-256 in the URL: R2 refuses them.
     let wrong = Digests::of(b"something else").sha256_hex();
-    let e = http(
-        "PUT",
-        &s.url(&format!("/api/files/demo-app/ios/1.0.3/{wrong}")),
-        &[("authorization", &auth)],
-        Some(&data),
-    )
-    .assert_error(422);
+    let e = http("PUT", &s.url(&format!("/api/files/{prefix}/{wrong}")), &[("authorization", &auth)], Some(&data))
+        .assert_error(422);
     assert!(e.to_lowercase().contains("digest") || e.contains("SHA-256"), "{e}");
     // A lying MD5.
     let bad_md5 = Digests::of(b"x").md5_hex();
     http(
         "PUT",
-        &s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex())),
+        &s.url(&format!("/api/files/{prefix}/{}", d.sha256_hex())),
         &[("authorization", &auth), ("x-content-md5", &bad_md5)],
         Some(&data),
     )
     .assert_error(422);
     http(
         "PUT",
-        &s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex())),
+        &s.url(&format!("/api/files/{prefix}/{}", d.sha256_hex())),
         &[("authorization", &auth), ("x-content-md5", "zz")],
         Some(&data),
     )
     .assert_error(400);
     // Over MAX_FILE_BYTES: refused from Content-Length alone.
-    let big = read(&fixture("demo-app-v1/assets/85bb2d0ec4a0da159de42e89089ccc0b"));
-    let e = upload(&s, "demo-app/ios/1.0.3", &big, "ttf").assert_error(413);
+    let big = vec![7u8; 2_000_001];
+    let e = upload(s, &prefix, &big, "ttf").assert_error(413);
     assert!(e.contains("MAX_FILE_BYTES"), "{e}");
     // No Content-Length (chunked): 411.
-    let url = s.url(&format!("/api/files/demo-app/ios/1.0.3/{}", d.sha256_hex()));
+    let url = s.url(&format!("/api/files/{prefix}/{}", d.sha256_hex()));
     let r = ureq::put(&url).set("authorization", &auth).send(std::io::Cursor::new(data.clone()));
     let status = match r {
         Ok(r) => r.status(),
@@ -131,25 +132,28 @@ fn uploads_are_verified_and_limited() {
     };
     assert_eq!(status, 411);
     // Hostile targets.
-    upload(&s, "demo-app/web/1.0.3", &data, "png").assert_error(400);
-    upload(&s, "..%2Fother/ios/1.0.3", &data, "png").assert_error(400);
-    upload(&s, "demo-app/ios/..", &data, "png").assert_error(404);
-    assert_eq!(s.state_fingerprint(), before, "rejected uploads must store nothing");
+    upload(s, &format!("{app}/web/1.0.3"), &data, "png").assert_error(400);
+    upload(s, &format!("..%2F{app}/ios/1.0.3"), &data, "png").assert_error(400);
+    upload(s, &format!("{app}/ios/.."), &data, "png").assert_error(404);
+    assert_eq!(s.fingerprint(&[&app]), before, "rejected uploads must store nothing");
 
     // A good upload stores once; the second is a no-op.
-    let r = upload(&s, "demo-app/ios/1.0.3", &data, "png");
+    let r = upload(s, &prefix, &data, "png");
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["stored"], true);
-    let after_first = s.state_fingerprint();
-    let r = upload(&s, "demo-app/ios/1.0.3", &data, "png");
+    let after_first = s.fingerprint(&[&app]);
+    assert_eq!(after_first.len(), 1, "{after_first:?}");
+    let r = upload(s, &prefix, &data, "png");
     assert_eq!((r.status, r.json()["stored"].clone()), (200, json!(false)));
-    assert_eq!(s.state_fingerprint(), after_first, "content-addressed files are never rewritten");
+    assert_eq!(s.fingerprint(&[&app]), after_first, "content-addressed files are never rewritten");
 }
 
 #[test]
-fn commit_verifies_everything_and_is_atomic() {
-    let s = Server::start();
-    let prefix = "demo-app/ios/1.0.3";
+fn commit_unverifiable_or_incomplete_refused_and_serving_is_atomic() {
+    let s = server();
+    let app = unique_slug("commit");
+    let prefix = format!("{app}/ios/1.0.3");
+    let prefix = prefix.as_str();
     let v1 = platform_files("demo-app-v1", "ios");
     let prep = s.api(
         "POST",
@@ -165,10 +169,10 @@ fn commit_verifies_everything_and_is_atomic() {
     let body = render(&v1, &base, now_ms());
     let e = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body}))).assert_error(422);
     assert!(e.contains("not uploaded"), "{e}");
-    assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
+    assert_eq!(s.check(&app, "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
 
     for (_, b, e) in &v1 {
-        assert_eq!(upload(&s, prefix, b, e).status, 201);
+        assert_eq!(upload(s, prefix, b, e).status, 201);
     }
     let prep = s.api(
         "POST",
@@ -200,14 +204,14 @@ fn commit_verifies_everything_and_is_atomic() {
         .assert_error(400);
     http("POST", &s.url(&format!("/api/publish/{prefix}/commit")), &[("authorization", &s.auth())], Some(b"{not json"))
         .assert_error(400);
-    assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
+    assert_eq!(s.check(&app, "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
 
     // The real commit.
     let r =
         s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": body, "message": "first"})));
     assert_eq!(r.status, 201, "{}", r.text());
     let first = r.json();
-    let served = s.check("demo-app", "ios", "1.0.3", &[]);
+    let served = s.check(&app, "ios", "1.0.3", &[]);
     assert_eq!(served.part("manifest").unwrap().body, body.as_bytes(), "served bytes are the committed bytes");
 
     // The same id twice, or an older createdAt: 409, and v1 stays served.
@@ -220,19 +224,19 @@ fn commit_verifies_everything_and_is_atomic() {
     // v2 half uploaded (the bundle never arrives): v1 is still served, intact.
     let v2 = platform_files("demo-app-v2", "ios");
     for (_, b, e) in &v2[1..] {
-        assert!(matches!(upload(&s, prefix, b, e).status, 200 | 201));
+        assert!(matches!(upload(s, prefix, b, e).status, 200 | 201));
     }
     let v2_body = render(&v2, &base, now_ms());
     s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": v2_body}))).assert_error(422);
-    let m = s.check("demo-app", "ios", "1.0.3", &[]).manifest();
+    let m = s.check(&app, "ios", "1.0.3", &[]).manifest();
     assert_eq!(m["id"], first["id"]);
     download_and_verify_assets(&m);
 
     // Finish v2: it becomes current with a later createdAt.
-    assert_eq!(upload(&s, prefix, &v2[0].1, "bundle").status, 201);
+    assert_eq!(upload(s, prefix, &v2[0].1, "bundle").status, 201);
     let r = s.api("POST", &format!("/api/publish/{prefix}/commit"), Some(&json!({"manifest": v2_body})));
     assert_eq!(r.status, 201, "{}", r.text());
-    let m2 = s.check("demo-app", "ios", "1.0.3", &[]).manifest();
+    let m2 = s.check(&app, "ios", "1.0.3", &[]).manifest();
     assert_ne!(m2["id"], first["id"]);
     assert!(m2["createdAt"].as_str().unwrap() > first["createdAt"].as_str().unwrap());
     // Files of v1 are still downloadable: URLs never change content.
@@ -240,13 +244,14 @@ fn commit_verifies_everything_and_is_atomic() {
 }
 
 #[test]
-fn list_and_delete_runtime() {
-    let s = Server::start();
-    assert_eq!(s.post_form("demo-app", &export_fields("demo-app-v1"), &[]).status, 201);
-    assert_eq!(s.post_form("demo-app", &export_fields("demo-app-v2"), &[]).status, 201);
-    assert_eq!(s.post_form("utility-app", &export_fields("utility-app-v1"), &[]).status, 201);
+fn delete_runtime_removes_only_that_runtime_and_list_shows_history() {
+    let s = server();
+    let (demo, utility) = (unique_slug("list-demo"), unique_slug("list-utility"));
+    assert_eq!(s.post_form(&demo, &export_fields("demo-app-v1"), &[]).status, 201);
+    assert_eq!(s.post_form(&demo, &export_fields("demo-app-v2"), &[]).status, 201);
+    assert_eq!(s.post_form(&utility, &export_fields("utility-app-v1"), &[]).status, 201);
 
-    let list = s.api("GET", "/api/updates?slug=demo-app", None).json();
+    let list = s.api("GET", &format!("/api/updates?slug={demo}"), None).json();
     let runtimes = list["runtimes"].as_array().unwrap();
     assert_eq!(runtimes.len(), 2, "{list}");
     for rt in runtimes {
@@ -262,17 +267,17 @@ fn list_and_delete_runtime() {
     s.api("GET", "/api/updates", None).assert_error(400);
     s.api("GET", "/api/updates?slug=../x", None).assert_error(400);
 
-    let m = s.check("demo-app", "ios", "1.0.3", &[]).manifest();
-    let r = s.api("DELETE", "/api/updates/demo-app/ios/1.0.3", None);
+    let m = s.check(&demo, "ios", "1.0.3", &[]).manifest();
+    let r = s.api("DELETE", &format!("/api/updates/{demo}/ios/1.0.3"), None);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["deletedObjects"].as_u64().unwrap() >= 10);
-    assert_eq!(s.check("demo-app", "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
+    assert_eq!(s.check(&demo, "ios", "1.0.3", &[]).directive()["type"], "noUpdateAvailable");
     assert_eq!(http("GET", m["launchAsset"]["url"].as_str().unwrap(), &[], None).status, 404);
-    s.api("DELETE", "/api/updates/demo-app/ios/1.0.3", None).assert_error(404);
+    s.api("DELETE", &format!("/api/updates/{demo}/ios/1.0.3"), None).assert_error(404);
     // Only that runtime went: android and the other app are untouched.
-    assert_eq!(s.check("demo-app", "android", "1.0.3", &[]).status, 200);
-    s.check("demo-app", "android", "1.0.3", &[]).manifest();
-    s.check("utility-app", "android", "2.0.0", &[]).manifest();
-    let list = s.api("GET", "/api/updates?slug=demo-app", None).json();
+    assert_eq!(s.check(&demo, "android", "1.0.3", &[]).status, 200);
+    s.check(&demo, "android", "1.0.3", &[]).manifest();
+    s.check(&utility, "android", "2.0.0", &[]).manifest();
+    let list = s.api("GET", &format!("/api/updates?slug={demo}"), None).json();
     assert_eq!(list["runtimes"].as_array().unwrap().len(), 1);
 }
