@@ -1,6 +1,5 @@
 //! Limits, read from Worker vars (wrangler.toml `[vars]`) with documented defaults.
 
-pub use crate::access::auth::check_admin;
 use crate::error::ApiError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -169,16 +169,6 @@ pub fn admin_secret(admin_token: Option<&str>) -> Result<&str, AccessError> {
     admin_token.map(str::trim).filter(|s| !s.is_empty()).ok_or(AccessError::NotConfigured)
 }
 
-/// Root-credential check alone (for callers that know no scoped tokens).
-pub fn check_admin(authorization: Option<&str>, admin_token: Option<&str>) -> Result<(), AccessError> {
-    let secret = admin_secret(admin_token)?;
-    if is_admin(bearer(authorization)?, secret) {
-        Ok(())
-    } else {
-        Err(AccessError::Unauthenticated("invalid token".into()))
-    }
-}
-
 /// Checks a presented scoped token against its stored record.
 pub fn verify_token(given: &str, record: Option<TokenRecord>, now_ms: u64) -> Result<TokenRecord, AccessError> {
     let invalid = || AccessError::Unauthenticated("invalid token".into());
@@ -324,6 +314,28 @@ mod tests {
                 last_used_at: None,
             },
         }
+    }
+
+    #[test]
+    fn scope_names_round_trip() {
+        for scope in [Scope::Publish, Scope::Rollback, Scope::Delete, Scope::Read] {
+            assert_eq!(Scope::parse(scope.as_str()).unwrap(), scope);
+            assert_eq!(serde_json::to_string(&scope).unwrap(), format!("\"{}\"", scope.as_str()));
+        }
+    }
+
+    #[test]
+    fn token_id_non_hex_characters_are_refused() {
+        let secret = "ab".repeat(32);
+        assert_eq!(token_id(&format!("ota_0123456789abcdeg_{secret}")), None, "g in the id");
+        assert_eq!(token_id(&format!("ota_0123456789abcdef_{}x", &secret[1..])), None, "x in the secret");
+    }
+
+    #[test]
+    fn bearer_empty_or_oversized_is_401() {
+        assert!(bearer(Some("Bearer ")).is_err());
+        assert!(bearer(Some(&format!("Bearer {}", "a".repeat(513)))).is_err());
+        assert_eq!(bearer(Some(&format!("Bearer {}", "a".repeat(512)))).unwrap().len(), 512);
     }
 
     #[test]
