@@ -151,7 +151,7 @@ pub async fn handle<B: Backend>(
     let reply = async {
         let (action, app) = requirement(&req.route, req.query)?;
         auth::authorize(who, action, app.as_deref())?;
-        run(backend, req, body, ctx, audit.as_mut(), &mut after).await
+        run(backend, who, req, body, ctx, audit.as_mut(), &mut after).await
     }
     .await;
     // Asking for the body to sign (rollback/promote `prepareOnly`) changes nothing: not audited.
@@ -166,6 +166,7 @@ pub async fn handle<B: Backend>(
 
 async fn run<B: Backend>(
     b: &B,
+    who: &Principal,
     req: Request<'_>,
     body: &mut impl Body,
     ctx: &Ctx<'_>,
@@ -177,17 +178,21 @@ async fn run<B: Backend>(
     let mut noted = Noted(audit);
     match req.route {
         Route::PublishPrepare { target } => {
-            let prep: PrepareRequest = read_json(body, cap).await?;
+            let prep: PrepareRequest = read_json(body, req.header, cap).await?;
             json(200, &service::prepare(store, &target, &prep, ctx).await?)
         }
         Route::UploadFile { target, sha256 } => upload(store, &target, &sha256, req.header, body, ctx).await,
         Route::PublishCommit { target } => {
-            let commit: CommitRequest = read_json(body, cap).await?;
+            let commit: CommitRequest = read_json(body, req.header, cap).await?;
             noted.channel(commit.channel.as_deref().unwrap_or(DEFAULT_CHANNEL));
             if commit.republished_from.is_some() {
                 return Err(ApiError::bad_request(
                     "republishedFrom is set by the server: use POST …/rollback or …/promote to republish an update",
                 ));
+            }
+            // A rollBackToEmbedded body is a rollback: the publish scope alone cannot send it.
+            if commit.directive.is_some() {
+                auth::authorize(who, Action::Rollback, Some(&target.slug))?;
             }
             match b.writer().write(WriteOp::Commit { target, request: commit }, ctx).await? {
                 WriteOutcome::Committed(c) => {
@@ -208,12 +213,12 @@ async fn run<B: Backend>(
             json(201, &published)
         }
         Route::Rollback { target } => {
-            let request: RollbackRequest = read_json(body, cap).await?;
+            let request: RollbackRequest = read_json(body, req.header, cap).await?;
             noted.channel(request.channel.as_deref().unwrap_or(DEFAULT_CHANNEL));
             released(b.writer().write(WriteOp::Rollback { target, request }, ctx).await?, &mut noted)
         }
         Route::Promote { target } => {
-            let request: PromoteRequest = read_json(body, cap).await?;
+            let request: PromoteRequest = read_json(body, req.header, cap).await?;
             noted.channel(&request.to_channel);
             released(b.writer().write(WriteOp::Promote { target, request }, ctx).await?, &mut noted)
         }
@@ -237,7 +242,7 @@ async fn run<B: Backend>(
             }
         }
         Route::CreateToken => {
-            let created = tokens::create(store, read_json(body, cap).await?, ctx).await?;
+            let created = tokens::create(store, read_json(body, req.header, cap).await?, ctx).await?;
             noted.token(&created.info.id);
             json(201, &created)
         }
@@ -365,13 +370,23 @@ async fn publish_form<B: Backend>(
     }
 }
 
-/// Reads a small JSON body, refusing more than `cap` bytes whatever Content-Length says.
-pub async fn read_json<T: serde::de::DeserializeOwned>(body: &mut impl Body, cap: usize) -> Result<T, ApiError> {
+/// Reads a small JSON body, refusing more than `cap` bytes: at once when Content-Length says so
+/// (before reading a byte, so the client is not cut off mid-send), and while reading whatever
+/// Content-Length says.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    body: &mut impl Body,
+    header: &dyn Fn(&str) -> Option<String>,
+    cap: usize,
+) -> Result<T, ApiError> {
+    let too_large = || ApiError::too_large(format!("JSON body is larger than {cap} bytes (MAX_JSON_BYTES)"));
+    if header("content-length").and_then(|l| l.trim().parse::<usize>().ok()).is_some_and(|l| l > cap) {
+        return Err(too_large());
+    }
     let mut buf = Vec::new();
     while let Some(chunk) = body.chunk().await {
         buf.extend_from_slice(&chunk?);
         if buf.len() > cap {
-            return Err(ApiError::too_large(format!("JSON body is larger than {cap} bytes (MAX_JSON_BYTES)")));
+            return Err(too_large());
         }
     }
     if buf.is_empty() {
@@ -668,6 +683,27 @@ mod tests {
         let (done, _, _) = run_case(&token(Scope::Read, &[OWN], false), c);
         let entry = done.audit.unwrap();
         assert_eq!((entry.status, entry.token_id.as_deref()), (403, Some("invalid")));
+    }
+
+    #[test]
+    fn commit_of_a_directive_needs_the_rollback_scope() {
+        let t = testing::target(OWN);
+        let directive = crate::protocol::manifest::Directive::roll_back_to_embedded(4_000).render();
+        let commit = CommitRequest { directive: Some(directive), ..Default::default() };
+        let case = || Case {
+            name: "commit directive",
+            route: Route::PublishCommit { target: t.clone() },
+            query: String::new(),
+            body: serde_json::to_vec(&commit).unwrap(),
+            headers: Vec::new(),
+            scope: Some(Scope::Publish),
+            ok: 201,
+        };
+        let (done, before, after) = run_case(&token(Scope::Publish, &[OWN], false), case());
+        assert_eq!(done.reply.unwrap_err().status, 403);
+        assert_eq!(before, after);
+        let (done, _, _) = run_case(&Principal::Admin, case());
+        assert_eq!(done.reply.unwrap().status, 201);
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn delete_current_promotes_previous_and_rollback_to_embedded_is_signed() {
     assert_eq!(d.status, 200, "{}", d.text());
     let d = d.json();
     assert_eq!(d["deleted"], id2.as_str());
-    assert_eq!(d["deletedFiles"], 1, "only v2's bundle is named by nothing else");
+    assert_eq!(d["deletedFiles"], 0, "files are collected later, never inline");
     let promoted = d["promoted"]["id"].as_str().unwrap().to_string();
     assert_ne!(promoted, id1);
     let m = s.check(app, "ios", "1.0.3", &[("expo-current-update-id", &id2)]).manifest();

@@ -4,6 +4,7 @@
 
 use crate::util::{http, server, unique_slug};
 use expo_ota::protocol::hash::Digests;
+use expo_ota::protocol::manifest::Manifest;
 use serde_json::json;
 
 /// Eight rollbacks sent at once, all naming the update they saw current: the writer applies
@@ -42,14 +43,14 @@ fn writer_concurrent_commits_across_channels_keep_created_at_strictly_increasing
     let rv = v1["updates"][0]["runtimeVersion"].as_str().unwrap().to_string();
     let id = v1["updates"][0]["id"].as_str().unwrap();
     let record = s.api("GET", &format!("/api/updates/{slug}/ios/{rv}/{id}"), None).json();
-    let base: serde_json::Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+    let base: Manifest = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
     let created = expo_ota::protocol::time::format_millis(crate::util::now_ms() + 1_000);
     let commit = |channel: &str, n: u8| {
         let mut m = base.clone();
-        m["id"] = json!(expo_ota::protocol::id::uuid_v4([n; 16]));
-        m["createdAt"] = json!(created);
-        m["metadata"]["channel"] = json!(channel);
-        json!({"manifest": m.to_string(), "channel": channel})
+        m.id = expo_ota::protocol::id::uuid_v4([n; 16]);
+        m.created_at = created.clone();
+        m.metadata.insert("channel".into(), channel.into());
+        json!({"manifest": m.render(), "channel": channel})
     };
     let path = format!("/api/publish/{slug}/ios/{rv}/commit");
     let (a, b) = (commit("staging", 7), commit("beta", 8));
