@@ -329,6 +329,22 @@ mod tests {
         assert_eq!(parse("slug=a", &[ok[0], ok[1], ("expo-channel-name", "a/b")]).unwrap_err().status, 400);
     }
 
+    /// Review finding: a device sending neither `expo-current-update-id` nor
+    /// `expo-embedded-update-id` must be offered what the channel serves, never "no update".
+    #[test]
+    fn decide_device_without_update_ids_gets_what_the_channel_serves() {
+        let req = parse(
+            "slug=demo-app",
+            &[("expo-platform", "ios"), ("expo-runtime-version", "1.0.3"), ("expo-protocol-version", "1")],
+        )
+        .unwrap();
+        assert_eq!((req.current_update_id.as_deref(), req.embedded_update_id.as_deref()), (None, None));
+        let update = record(ID);
+        assert_eq!(decide(&req, Some(&update)), Outcome::Serve(&update));
+        let rollback = UpdateRecord { kind: RecordKind::RollBackToEmbedded, ..record(ID) };
+        assert_eq!(decide(&req, Some(&rollback)), Outcome::Serve(&rollback));
+    }
+
     #[test]
     fn decisions() {
         let mut req = parse(
