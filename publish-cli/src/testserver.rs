@@ -10,12 +10,12 @@ use expo_ota::access::audit;
 use expo_ota::access::auth;
 use expo_ota::check::{self, Reply};
 use expo_ota::config::Limits;
-use expo_ota::deploy::dispatch::{self, Backend, Body};
-use expo_ota::deploy::service::{self, Ctx, UploadHeaders};
+use expo_ota::deploy::dispatch::{self, Backend};
+use expo_ota::deploy::service::{self, Ctx};
 use expo_ota::deploy::writer::{LocalWriter, WriteOp, Writer};
 use expo_ota::error::ApiError;
 use expo_ota::http::route::{self, Route};
-use expo_ota::storage::store::{MemoryStore, ObjectMeta, ObjectStore, PutOptions};
+use expo_ota::storage::store::MemoryStore;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -213,7 +213,7 @@ async fn handle(
             return (Reply::error(&failure.error), Vec::new());
         }
     };
-    let mut body = Buffered { bytes: Some(body), store: &st.store };
+    let mut body = dispatch::BufferedBody { bytes: Some(body), store: &*st.store };
     let done = dispatch::handle(st, &who, dispatch::Request { route, query, header: &header }, &mut body, ctx).await;
     // No check cache here, so `done.invalidate` has nothing to drop.
     if let Some(entry) = done.audit {
@@ -246,29 +246,6 @@ async fn public(
 
 /// The ADMIN_TOKEN, or a scoped token found by its id and checked against its digest — what
 /// `src/worker/deploy.rs` does against R2.
-/// The buffered request body. A file upload is stored with its digests for the store to verify,
-/// as R2 verifies them (a mismatch stores nothing and is a 422).
-struct Buffered<'a> {
-    bytes: Option<Vec<u8>>,
-    store: &'a MemoryStore,
-}
-
-impl Body for Buffered<'_> {
-    async fn chunk(&mut self) -> Option<Result<Vec<u8>, ApiError>> {
-        self.bytes.take().map(Ok)
-    }
-    async fn store_file(&mut self, key: &str, up: &UploadHeaders, sha256: [u8; 32]) -> Result<ObjectMeta, ApiError> {
-        let bytes = self.bytes.take().unwrap_or_default();
-        let opts = PutOptions {
-            content_type: Some(up.content_type.clone()),
-            sha256: Some(sha256),
-            md5: up.md5,
-            ..Default::default()
-        };
-        self.store.put(key, bytes, opts).await?.ok_or_else(|| ApiError::internal("an unconditional put stored nothing"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

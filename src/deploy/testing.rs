@@ -3,10 +3,9 @@
 
 use crate::config::Limits;
 use crate::deploy::api::CommitRequest;
-use crate::deploy::dispatch::{Backend, Body};
-use crate::deploy::service::{Ctx, UploadHeaders};
+use crate::deploy::dispatch::Backend;
+use crate::deploy::service::Ctx;
 use crate::deploy::writer::LocalWriter;
-use crate::error::ApiError;
 use crate::protocol::hash::Digests;
 use crate::protocol::manifest::{build, channel_metadata, FileEntry, ManifestInput};
 use crate::storage::layout::Target;
@@ -83,28 +82,6 @@ impl Backend for MemoryBackend {
     }
     fn writer(&self) -> &LocalWriter<MemoryStore> {
         &self.writer
-    }
-}
-
-/// A buffered request body; `store_file` verifies digests as R2 does.
-pub struct BytesBody<'s> {
-    pub bytes: Option<Vec<u8>>,
-    pub store: &'s MemoryStore,
-}
-
-impl Body for BytesBody<'_> {
-    async fn chunk(&mut self) -> Option<Result<Vec<u8>, ApiError>> {
-        self.bytes.take().filter(|b| !b.is_empty()).map(Ok)
-    }
-    async fn store_file(&mut self, key: &str, up: &UploadHeaders, sha256: [u8; 32]) -> Result<ObjectMeta, ApiError> {
-        let body = self.bytes.take().unwrap_or_default();
-        let opts = PutOptions {
-            content_type: Some(up.content_type.clone()),
-            sha256: Some(sha256),
-            md5: up.md5,
-            ..Default::default()
-        };
-        self.store.put(key, body, opts).await?.ok_or_else(|| ApiError::internal("put refused"))
     }
 }
 
