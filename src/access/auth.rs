@@ -392,6 +392,8 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("90d").unwrap(), 90 * 86_400_000);
         assert_eq!(parse_duration("12h").unwrap(), 12 * 3_600_000);
+        assert_eq!(parse_duration("30m").unwrap(), 30 * 60_000);
+        assert_eq!(parse_duration("3600s").unwrap(), 3_600_000);
         for bad in ["", "d", "10", "10y", "-1d", "0d", "99999d", "1.5d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
