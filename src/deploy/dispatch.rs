@@ -685,6 +685,22 @@ mod tests {
     }
 
     #[test]
+    fn app_of_names_the_app_in_the_path_only() {
+        let (_, ids) = seeded();
+        for c in cases(OWN, &ids[0]) {
+            let want = match c.route {
+                Route::ListUpdates
+                | Route::Audit
+                | Route::CreateToken
+                | Route::ListTokens
+                | Route::RevokeToken { .. } => None,
+                _ => Some(OWN.to_string()),
+            };
+            assert_eq!(app_of(&c.route), want, "{}", c.name);
+        }
+    }
+
+    #[test]
     fn delete_update_schedules_file_collection() {
         let (_, ids) = seeded();
         let c = cases(OWN, &ids[0]).into_iter().find(|c| c.name == "delete update").unwrap();
