@@ -205,9 +205,10 @@ pub struct ToSign {
     pub current: Option<String>,
 }
 
-/// What a rollback or promote did: installed, or (prepareOnly) what it would install.
+/// What a rollback or promote did: installed, or (prepareOnly) what it would install. Over HTTP
+/// the inner value is the body; this tagged form only travels between the Worker and the app's
+/// writer (externally tagged: the cheapest serde representation in code size).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
 pub enum ReleaseResponse {
     Installed(CommitResponse),
     ToSign(ToSign),

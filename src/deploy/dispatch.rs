@@ -321,8 +321,10 @@ fn released(outcome: WriteOutcome, noted: &mut Noted<'_>) -> Result<Reply, ApiEr
             } {
                 noted.update(from);
             }
-            let status = if release::installed(&r).is_some() { 201 } else { 200 };
-            json(status, &r)
+            match &r {
+                ReleaseResponse::Installed(c) => json(201, c),
+                ReleaseResponse::ToSign(s) => json(200, s),
+            }
         }
         other => Err(unexpected(&other)),
     }

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A state change of one app. Serializable: the Worker sends it to the app's Durable Object.
+/// Externally tagged (serde's default): internally tagged enums cost far more wasm.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
 pub enum WriteOp {
     Commit {
         target: Target,
@@ -68,7 +68,6 @@ impl WriteOp {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", content = "value", rename_all = "camelCase")]
 pub enum WriteOutcome {
     Committed(CommitResponse),
     Published(FormPublishResponse),
