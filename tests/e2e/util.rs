@@ -141,15 +141,17 @@ fn ensure_cli_built() {
 static WATCHDOGS: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 static EXIT_HOOK: Once = Once::new();
 
-/// Runs `wrangler dev` (args after `$1`, the state dir) in a session of its own, then waits for
+/// Runs `wrangler dev` (its argv NUL-separated in `$1/argv`, so this shell's own command line
+/// names no port and `pgrep`/`/proc` find only wrangler) in a session of its own, then waits for
 /// stdin to close and tears the session down: SIGTERM, up to 5 s, SIGKILL (workerd included,
-/// even if node is already gone), and the state dir removed (kept, log included, when
-/// E2E_KEEP_STATE is set, for looking into a failure). If wrangler exits first it says so
-/// in the log (so a failed start is reported at once) and still waits for stdin.
+/// even if node is already gone), and the state dir `$1` removed (kept, log included, when
+/// E2E_KEEP_STATE is set, for looking into a failure). If wrangler exits first it says so in the
+/// log (so a failed start is reported at once) and still waits for stdin.
 const WATCHDOG: &str = r#"
-state=$1; shift
+state=$1
+mapfile -d '' argv < "$state/argv"
 exec 3<&0
-setsid "$@" </dev/null &
+setsid "${argv[@]}" </dev/null &
 pid=$!
 read -r _ <&3 &
 reader=$!
@@ -382,17 +384,32 @@ impl Server {
 /// Starts `wrangler dev` for the config in `dir` under a watchdog (see [`WATCHDOG`]) whose
 /// stdin pipe only this process holds, and registers the exit hook that closes it.
 fn spawn_wrangler(dir: &Path, port: u16) {
+    let wrangler = root().join("node_modules/.bin/wrangler");
+    let (config, state) = (dir.join("wrangler.toml"), dir.join("state"));
+    let argv = [
+        wrangler.to_str().unwrap(),
+        "dev",
+        "--config",
+        config.to_str().unwrap(),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--inspector-port",
+        &free_port().to_string(),
+        "--persist-to",
+        state.to_str().unwrap(),
+        "--log-level",
+        "log",
+        "--show-interactive-dev-session=false",
+    ]
+    .map(|a| format!("{a}\0"))
+    .concat();
+    std::fs::write(dir.join("argv"), argv).unwrap();
     let log = std::fs::File::create(dir.join("wrangler.log")).unwrap();
     let mut cmd = Command::new("bash");
     cmd.args(["-c", WATCHDOG, "watchdog"])
         .arg(dir)
-        .arg(root().join("node_modules/.bin/wrangler"))
-        .args(["dev", "--config"])
-        .arg(dir.join("wrangler.toml"))
-        .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
-        .arg("--persist-to")
-        .arg(dir.join("state"))
-        .args(["--log-level", "log", "--show-interactive-dev-session=false"])
         .current_dir(dir)
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CI", "true")
