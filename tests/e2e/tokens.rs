@@ -50,7 +50,11 @@ fn scoped_token_outside_its_apps_or_scopes_gets_403_revoked_gets_401() {
     call("GET", &s.url(&format!("/api/updates?slug={other}")), None).assert_error(403);
     let e = call("DELETE", &s.url(&format!("/api/updates/{demo}/ios/1.0.3")), None).assert_error(403);
     assert!(e.contains("delete"), "{e}");
-    let directive = expo_ota::protocol::manifest::Directive::roll_back_to_embedded(4_000_000_000_000).render();
+    // Rolling back needs the `rollback` scope, through the rollback route or as a committed
+    // directive. The directive is valid (commitTime now), so only the missing scope refuses it.
+    let e = call("POST", &s.url(&format!("/api/updates/{demo}/ios/1.0.3/rollback")), Some(b"{}")).assert_error(403);
+    assert!(e.contains("rollback"), "{e}");
+    let directive = expo_ota::protocol::manifest::Directive::roll_back_to_embedded(now_ms()).render();
     call(
         "POST",
         &s.url(&format!("/api/publish/{demo}/ios/1.0.3/commit")),

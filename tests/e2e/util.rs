@@ -141,15 +141,17 @@ fn ensure_cli_built() {
 static WATCHDOGS: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 static EXIT_HOOK: Once = Once::new();
 
-/// Runs `wrangler dev` (args after `$1`, the state dir) in a session of its own, then waits for
+/// Runs `wrangler dev` (its argv NUL-separated in `$1/argv`, so this shell's own command line
+/// names no port and `pgrep`/`/proc` find only wrangler) in a session of its own, then waits for
 /// stdin to close and tears the session down: SIGTERM, up to 5 s, SIGKILL (workerd included,
-/// even if node is already gone), and the state dir removed (kept, log included, when
-/// E2E_KEEP_STATE is set, for looking into a failure). If wrangler exits first it says so
-/// in the log (so a failed start is reported at once) and still waits for stdin.
+/// even if node is already gone), and the state dir `$1` removed (kept, log included, when
+/// E2E_KEEP_STATE is set, for looking into a failure). If wrangler exits first it says so in the
+/// log (so a failed start is reported at once) and still waits for stdin.
 const WATCHDOG: &str = r#"
-state=$1; shift
+state=$1
+mapfile -d '' argv < "$state/argv"
 exec 3<&0
-setsid "$@" </dev/null &
+setsid "${argv[@]}" </dev/null &
 pid=$!
 read -r _ <&3 &
 reader=$!
@@ -297,8 +299,10 @@ impl Server {
             "for f in sorted(glob.glob(sys.argv[1] + '/*.sqlite')):\n",
             "    if not f.endswith('metadata.sqlite'):\n",
             "        db = sqlite3.connect(f, timeout=30)\n",
-            "        for row in db.execute('select key, etag, custom_metadata from _mf_objects order by key'):\n",
-            "            print(json.dumps(row))\n",
+            // Miniflare creates the table with the bucket's first write.
+            "        if db.execute(\"select 1 from sqlite_master where name = '_mf_objects'\").fetchone():\n",
+            "            for row in db.execute('select key, etag, custom_metadata from _mf_objects order by key'):\n",
+            "                print(json.dumps(row))\n",
         );
         let out =
             Command::new("python3").args(["-c", script]).arg(&dir).output().expect("python3 reads miniflare's sqlite");
@@ -382,17 +386,32 @@ impl Server {
 /// Starts `wrangler dev` for the config in `dir` under a watchdog (see [`WATCHDOG`]) whose
 /// stdin pipe only this process holds, and registers the exit hook that closes it.
 fn spawn_wrangler(dir: &Path, port: u16) {
+    let wrangler = root().join("node_modules/.bin/wrangler");
+    let (config, state) = (dir.join("wrangler.toml"), dir.join("state"));
+    let argv = [
+        wrangler.to_str().unwrap(),
+        "dev",
+        "--config",
+        config.to_str().unwrap(),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--inspector-port",
+        &free_port().to_string(),
+        "--persist-to",
+        state.to_str().unwrap(),
+        "--log-level",
+        "log",
+        "--show-interactive-dev-session=false",
+    ]
+    .map(|a| format!("{a}\0"))
+    .concat();
+    std::fs::write(dir.join("argv"), argv).unwrap();
     let log = std::fs::File::create(dir.join("wrangler.log")).unwrap();
     let mut cmd = Command::new("bash");
     cmd.args(["-c", WATCHDOG, "watchdog"])
         .arg(dir)
-        .arg(root().join("node_modules/.bin/wrangler"))
-        .args(["dev", "--config"])
-        .arg(dir.join("wrangler.toml"))
-        .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
-        .arg("--persist-to")
-        .arg(dir.join("state"))
-        .args(["--log-level", "log", "--show-interactive-dev-session=false"])
         .current_dir(dir)
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CI", "true")
@@ -610,27 +629,117 @@ pub fn download_and_verify_assets(m: &Value) -> u64 {
     total
 }
 
-/// One HTTP request; any status is a [`Reply`], only a transport failure panics.
+/// One HTTP request; any status is a [`Reply`], only a transport failure panics. Two hiccups of
+/// the transport are retried, twice at most, and never an answer of the Worker itself:
 ///
-/// wrangler dev's proxy answers 503 "Your worker restarted mid-request" when its own hop to the
-/// Worker fails for a non-GET request (seen rarely under load with concurrent requests); the
-/// Worker never saw or never answered it, and wrangler asks to send it again. That one answer is
-/// retried, twice at most; every answer of the Worker itself is returned as it is.
+/// - wrangler dev's proxy answers 503 "Your worker restarted mid-request" when its own hop to the
+///   Worker fails for a non-GET request (seen rarely under load with concurrent requests); the
+///   Worker never answered it, and wrangler asks to send it again;
+/// - a body the server refuses from its Content-Length (413 before reading it) can make the
+///   server close while the client is still writing: a broken pipe or reset instead of the
+///   answer. Nothing was stored (the body never arrived whole); the request is sent again over a
+///   socket that reads the answer while it writes ([`http_reading_while_writing`]).
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
     const PROXY_RESTART: &[u8] = b"Your worker restarted mid-request";
     let mut tries = 0;
     loop {
         tries += 1;
-        let reply = http_once(method, url, headers, body);
-        if reply.status == 503 && reply.body.starts_with(PROXY_RESTART) && tries < 3 {
-            eprintln!("[e2e] {method} {url}: wrangler dev's proxy lost the request; sending it again");
-            continue;
+        match http_once(method, url, headers, body) {
+            Ok(r) if r.status == 503 && r.body.starts_with(PROXY_RESTART) && tries < 3 => {
+                eprintln!("[e2e] {method} {url}: wrangler dev's proxy lost the request; sending it again");
+            }
+            Ok(r) => return r,
+            Err(e) if body.is_some() && (e.contains("Broken pipe") || e.contains("reset")) => {
+                eprintln!("[e2e] {method} {url}: {e} while sending the body; sending it again");
+                return http_reading_while_writing(method, url, headers, body.unwrap())
+                    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            }
+            Err(e) => panic!("{method} {url}: {e}"),
         }
-        return reply;
     }
 }
 
-fn http_once(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+/// One HTTP/1.1 exchange over a plain socket whose body is written by another thread while this
+/// one reads the answer to the end, so an answer sent before the body was read is not lost.
+fn http_reading_while_writing(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut sock = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut writer = sock.try_clone().map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    std::thread::scope(|scope| {
+        // The server may stop reading at any point: a write error here is expected.
+        scope.spawn(move || {
+            let _ = writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(body));
+        });
+        // Read until the answer is complete (or the connection ends; a reset keeps what was read).
+        let mut buf = [0u8; 64 * 1024];
+        while !answer_complete(&raw) {
+            match sock.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+        // Unblocks the writer if the server stopped reading.
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+    });
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP answer before the connection closed: {:?}", String::from_utf8_lossy(&raw)))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).ok_or("no status")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked")) {
+        body = dechunk(&body).ok_or("malformed chunked body")?;
+    }
+    Ok(Reply { status, headers, body })
+}
+
+/// Whether `raw` holds a whole HTTP/1.1 answer: headers, then Content-Length bytes or a complete
+/// chunked body.
+fn answer_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    let field = |name: &str| head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()));
+    if field("transfer-encoding:").is_some_and(|v| v == "chunked") {
+        return dechunk(body).is_some();
+    }
+    match field("content-length:").and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) => body.len() >= n,
+        None => false,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let end = b.windows(2).position(|w| w == b"\r\n")?;
+        let size_field = std::str::from_utf8(&b[..end]).ok()?;
+        let size = usize::from_str_radix(size_field.split(';').next()?.trim(), 16).ok()?;
+        b = &b[end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+fn http_once(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Reply, String> {
     let mut req = ureq::request(method, url).timeout(Duration::from_secs(60));
     for (k, v) in headers {
         req = req.set(k, v);
@@ -642,14 +751,14 @@ fn http_once(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u
     let resp = match res {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
+        Err(e) => return Err(e.to_string()),
     };
     let status = resp.status();
     let headers =
         resp.headers_names().into_iter().map(|n| (n.clone(), resp.header(&n).unwrap_or("").to_string())).collect();
     let mut body = Vec::new();
-    resp.into_reader().take(256 << 20).read_to_end(&mut body).unwrap();
-    Reply { status, headers, body }
+    resp.into_reader().take(256 << 20).read_to_end(&mut body).map_err(|e| e.to_string())?;
+    Ok(Reply { status, headers, body })
 }
 
 pub fn read(path: &Path) -> Vec<u8> {
