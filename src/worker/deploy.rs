@@ -5,7 +5,7 @@
 
 use super::r2::R2Store;
 use super::writer::DoWriter;
-use super::{header, internal, random16, reply_api, BUCKET, POINTERS};
+use super::{header, random16, reply_api, POINTERS};
 use crate::access::audit;
 use crate::access::auth::{self, Principal};
 use crate::config::Limits;
@@ -72,8 +72,7 @@ pub async fn serve(
     let headers = req.headers().clone();
     let lookup = move |n: &str| headers.get(n).ok().flatten();
     let request = dispatch::Request { route, query, header: &lookup };
-    let bucket = R2Store(env.bucket(BUCKET).map_err(internal)?);
-    let mut body = WorkerBody { req, stream: None, store: &bucket };
+    let mut body = WorkerBody { req, stream: None, store: backend.store() };
     let done = dispatch::handle(&backend, &who, request, &mut body, ctx).await;
     for prefix in &done.invalidate {
         POINTERS.with(|c| c.borrow_mut().invalidate_prefix(prefix));
