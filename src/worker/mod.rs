@@ -253,11 +253,20 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Hourly (wrangler.toml `[triggers]`): collect unnamed files of the next few apps' runtimes,
-/// each through its app's writer. The scan position is kept in R2 between runs, so each run does
-/// a bounded amount of work.
+/// each through its app's writer, and migrate a page of legacy audit entries. The scan position
+/// is kept in R2 between runs, so each run does a bounded amount of work.
 #[event(scheduled)]
 pub async fn scheduled(_ev: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if let Err(e) = writer::collect_next(&env).await {
         console_error!("{}", serde_json::json!({"event": "collect_failed", "error": e.message}));
+    }
+    // Audit entries written by earlier versions move into the newest-first layout, one listing
+    // page per run (a no-op once none are left).
+    let moved = match env.bucket(BUCKET) {
+        Ok(b) => crate::access::audit::migrate_legacy(&R2Store(b)).await,
+        Err(e) => Err(internal(e)),
+    };
+    if let Err(e) = moved {
+        console_error!("{}", serde_json::json!({"event": "audit_migration_failed", "error": e.message}));
     }
 }
