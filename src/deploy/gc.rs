@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::storage::layout::Target;
 use crate::storage::record::UpdateRecord;
 use crate::storage::store::{list_all, ObjectStore};
-use crate::validate::{self, Platform};
+use crate::validate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -73,23 +73,7 @@ pub async fn next_runtimes<S: ObjectStore>(
             if validate::slug(slug).is_err() {
                 continue; // `_system/` and anything that is not an app
             }
-            for platform in Platform::ALL {
-                let pprefix = format!("{slug}/{platform}/");
-                let mut c = None;
-                loop {
-                    let rts = store.list(&pprefix, Some("/"), c, None).await?;
-                    for rv in rts.prefixes.iter().filter_map(|r| r.strip_prefix(&pprefix)?.strip_suffix('/')) {
-                        // Keys a client could not have made (not a valid runtimeVersion) are skipped.
-                        if let Ok(t) = Target::parse(slug, platform.as_str(), rv) {
-                            out.push(t);
-                        }
-                    }
-                    match rts.cursor {
-                        Some(n) => c = Some(n),
-                        None => break,
-                    }
-                }
-            }
+            out.extend(crate::deploy::service::stored_runtimes(store, slug).await?);
             if out.len() >= budget {
                 return Ok((out, Some(slug.to_string())));
             }

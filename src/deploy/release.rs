@@ -12,7 +12,7 @@ use crate::deploy::service::{
 };
 use crate::error::ApiError;
 use crate::protocol::time::Timestamp;
-use crate::protocol::{hash, id, manifest, time};
+use crate::protocol::{id, manifest, time};
 use crate::storage::layout::Target;
 use crate::storage::record::{RecordKind, UpdateRecord};
 use crate::storage::store::ObjectStore;
@@ -187,9 +187,7 @@ async fn release<S: ObjectStore>(
     expect: &Expect,
     ctx: &Ctx<'_>,
 ) -> Result<ReleaseResponse, ApiError> {
-    if message.chars().count() > 1000 {
-        return Err(ApiError::bad_request("message must be at most 1000 characters"));
-    }
+    service::check_message(&message)?;
     let (update_id, created_ms) = match &signed.body {
         // The publisher signed a body we built earlier: rebuild it with its id and createdAt.
         Some(body) => body_identity(body)?,
@@ -223,14 +221,7 @@ async fn release<S: ObjectStore>(
             if signed.body.is_none() {
                 return Err(ApiError::bad_request("a signature needs the body it signs (ask with prepareOnly first)"));
             }
-            if hash::base64_standard_decode(sig).is_none_or(|s| s.is_empty() || s.len() > 1024) {
-                return Err(ApiError::bad_request("signature must be padded standard base64"));
-            }
-            if key_id.as_ref().is_some_and(|k| {
-                k.is_empty() || k.len() > 128 || !k.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
-            }) {
-                return Err(ApiError::bad_request("keyId must be 1-128 printable characters without quotes"));
-            }
+            service::check_signature(Some(sig), key_id.as_deref())?;
             record.signature = Some(sig.clone());
             record.key_id = key_id.clone();
         }

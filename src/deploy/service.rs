@@ -136,23 +136,14 @@ pub async fn commit<S: ObjectStore>(
     ctx: &Ctx<'_>,
 ) -> Result<CommitResponse, ApiError> {
     let channel = validate::channel(req.channel.as_deref().unwrap_or(DEFAULT_CHANNEL))?.to_string();
-    if req.message.as_ref().is_some_and(|m| m.chars().count() > 1000 || m.contains('\0')) {
-        return Err(ApiError::bad_request("message must be at most 1000 characters"));
+    if let Some(m) = &req.message {
+        check_message(m)?;
     }
     if req.git_commit.as_ref().is_some_and(|c| c.len() < 7 || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
     {
         return Err(ApiError::bad_request("gitCommit must be a hex commit hash"));
     }
-    if let Some(sig) = &req.signature {
-        if hash::base64_standard_decode(sig).is_none_or(|s| s.is_empty() || s.len() > 1024) {
-            return Err(ApiError::bad_request("signature must be padded standard base64"));
-        }
-    }
-    if req.key_id.as_ref().is_some_and(|k| {
-        k.is_empty() || k.len() > 128 || !k.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
-    }) {
-        return Err(ApiError::bad_request("keyId must be 1-128 printable characters without quotes"));
-    }
+    check_signature(req.signature.as_deref(), req.key_id.as_deref())?;
     if req.republished_from.as_ref().is_some_and(|r| !crate::protocol::id::is_canonical_uuid(r)) {
         return Err(ApiError::bad_request("republishedFrom must be an update id"));
     }
@@ -212,6 +203,28 @@ pub async fn commit<S: ObjectStore>(
     }
     record.created_at = Timestamp::from_millis(created_ms);
     install(store, t, record, &Expect::Anything).await
+}
+
+/// An update message: at most 1000 characters, no NUL.
+pub(crate) fn check_message(m: &str) -> Result<(), ApiError> {
+    if m.chars().count() > 1000 || m.contains('\0') {
+        return Err(ApiError::bad_request("message must be at most 1000 characters"));
+    }
+    Ok(())
+}
+
+/// A publisher's signature (padded standard base64 of at most 1024 bytes) and its keyId (1-128
+/// printable characters without quotes), as they will be echoed in `expo-signature`.
+pub(crate) fn check_signature(signature: Option<&str>, key_id: Option<&str>) -> Result<(), ApiError> {
+    if signature.is_some_and(|sig| hash::base64_standard_decode(sig).is_none_or(|s| s.is_empty() || s.len() > 1024)) {
+        return Err(ApiError::bad_request("signature must be padded standard base64"));
+    }
+    if key_id.is_some_and(|k| {
+        k.is_empty() || k.len() > 128 || !k.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
+    }) {
+        return Err(ApiError::bad_request("keyId must be 1-128 printable characters without quotes"));
+    }
+    Ok(())
 }
 
 /// Every named file must be stored, whole and with the bytes its hash and key promise.
@@ -439,7 +452,7 @@ pub(crate) fn republished(
 }
 
 /// What listing needs, kept in R2 custom metadata so `list` never opens a record.
-fn record_metadata(r: &UpdateRecord) -> BTreeMap<String, String> {
+pub(crate) fn record_metadata(r: &UpdateRecord) -> BTreeMap<String, String> {
     let mut m = BTreeMap::from([
         ("createdAt".to_string(), r.created_at.to_string()),
         ("updateId".to_string(), r.id.clone()),
@@ -543,26 +556,34 @@ async fn committed_runtimes<S: ObjectStore>(
 /// One full scan for apps published before the index: every runtime with a record gets an index
 /// entry (create-only, so a concurrent install's newer entry is never replaced).
 async fn backfill_runtime_index<S: ObjectStore>(store: &S, slug: &str) -> Result<(), ApiError> {
+    for t in stored_runtimes(store, slug).await? {
+        if !store.list(&t.records_prefix(), None, None, None).await?.objects.is_empty() {
+            let opts = PutOptions { condition: Condition::IfAbsent, ..Default::default() };
+            store.put(&t.runtime_index_key(), Vec::new(), opts).await?;
+        }
+    }
+    store.put(&index_complete_key(slug), Vec::new(), PutOptions::default()).await?;
+    Ok(())
+}
+
+/// Every runtime prefix an app has in storage, committed or not (one delimited listing per
+/// platform page). Keys no client could have made (not a valid runtimeVersion) are skipped.
+pub(crate) async fn stored_runtimes<S: ObjectStore>(store: &S, slug: &str) -> Result<Vec<Target>, ApiError> {
+    let mut out = Vec::new();
     for platform in validate::Platform::ALL {
         let pprefix = format!("{slug}/{platform}/");
         let mut cursor = None;
         loop {
             let page = store.list(&pprefix, Some("/"), cursor, None).await?;
-            for rv in page.prefixes.iter().filter_map(|p| p.strip_prefix(&pprefix)?.strip_suffix('/')) {
-                let Ok(t) = Target::parse(slug, platform.as_str(), rv) else { continue };
-                if !store.list(&t.records_prefix(), None, None, None).await?.objects.is_empty() {
-                    let opts = PutOptions { condition: Condition::IfAbsent, ..Default::default() };
-                    store.put(&t.runtime_index_key(), Vec::new(), opts).await?;
-                }
-            }
+            let rvs = page.prefixes.iter().filter_map(|p| p.strip_prefix(&pprefix)?.strip_suffix('/'));
+            out.extend(rvs.filter_map(|rv| Target::parse(slug, platform.as_str(), rv).ok()));
             match page.cursor {
                 Some(c) => cursor = Some(c),
                 None => break,
             }
         }
     }
-    store.put(&index_complete_key(slug), Vec::new(), PutOptions::default()).await?;
-    Ok(())
+    Ok(out)
 }
 
 /// Removes everything under a runtime prefix, 1000 keys per call. Pointers go first so that a

@@ -285,7 +285,7 @@ mod tests {
         let mut orphan = pollster::block_on(service::get_record(&store, &t, &v2.id)).unwrap();
         orphan.id = crate::protocol::id::uuid_v4([9; 16]);
         orphan.created_at = crate::protocol::time::Timestamp::from_millis(3_000);
-        let custom = BTreeMapExt::metadata(&orphan);
+        let custom = service::record_metadata(&orphan);
         pollster::block_on(store.put(
             &t.record_key(&orphan.id),
             orphan.to_json().into_bytes(),
@@ -347,19 +347,6 @@ mod tests {
                 assert_eq!(c.kind, RecordKind::Update);
             }
             other => panic!("{other:?}"),
-        }
-    }
-
-    /// Records' list metadata, as `install` writes it (test helper).
-    struct BTreeMapExt;
-    impl BTreeMapExt {
-        fn metadata(r: &crate::storage::record::UpdateRecord) -> std::collections::BTreeMap<String, String> {
-            std::collections::BTreeMap::from([
-                ("createdAt".to_string(), r.created_at.to_string()),
-                ("updateId".to_string(), r.id.clone()),
-                ("channel".to_string(), r.channel.clone()),
-                ("kind".to_string(), r.kind.as_str().to_string()),
-            ])
         }
     }
 }
