@@ -11,6 +11,9 @@
 //! - [`check`] — the public manifest check and its per-isolate cache.
 //! - [`deploy`] — publish, commit, delete, rollback, promote, and the dispatcher that maps a deploy
 //!   request and a credential to an operation, an audit entry and cache invalidations.
+//! - [`capacitor`] — Capacitor apps (`@capgo/capacitor-updater`) and APK downloads: the plugin's
+//!   protocol, the per-app Capacitor state and its writes, bundle zip checks (beside [`deploy`],
+//!   whose dispatcher and writer run its operations).
 //! - [`http`] — routes parsed into a plain enum.
 //! - `worker` (wasm32 only) — the workers-rs adapter: `worker::Request` ↔ core types, streaming,
 //!   R2, WebCrypto, the per-app writer Durable Object.
@@ -19,6 +22,7 @@
 //! test server over the same core.
 
 pub mod access;
+pub mod capacitor;
 pub mod check;
 pub mod config;
 pub mod deploy;

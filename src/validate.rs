@@ -40,18 +40,22 @@ impl std::fmt::Display for Platform {
     }
 }
 
-/// Expo slugs: letters, digits, `-` and `_`, starting with a letter or digit (so no slug can
-/// reach the server's own `_system/` prefix).
+/// App slugs: Expo slugs (letters, digits, `-` and `_`) and Capacitor app ids, which are
+/// reverse-DNS names (`com.example.app`): `.` only between two other characters, never doubled,
+/// so no slug is `.`/`..` or ends in a dot. A slug starts with a letter or digit, so none can
+/// reach the server's own `_system/` prefix.
 pub fn slug(s: &str) -> Result<&str, ApiError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_SLUG_LEN
         && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        && !s.ends_with('.')
+        && !s.contains("..")
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.');
     if ok {
         Ok(s)
     } else {
         Err(ApiError::bad_request(format!(
-            "invalid slug {:?}: use 1-{MAX_SLUG_LEN} letters, digits, '-' or '_', starting with a letter or digit",
+            "invalid slug {:?}: use 1-{MAX_SLUG_LEN} letters, digits, '-', '_' or single dots between them (com.example.app), starting with a letter or digit",
             truncate(s)
         )))
     }
@@ -212,7 +216,12 @@ mod tests {
     fn slugs() {
         assert!(slug("demo-app").is_ok());
         assert!(slug("utility_app2").is_ok());
-        for bad in ["", "..", "_system", "-x", "a/b", "demo-app/../x", "a\\b", "a%2fb", "a.b", "a b", &"x".repeat(65)] {
+        assert!(slug("com.example.app").is_ok(), "reverse-DNS Capacitor app ids are slugs");
+        assert!(slug("com.example_2.my-app").is_ok());
+        for bad in [
+            "", "..", ".", "_system", "-x", "a/b", "demo-app/../x", "a\\b", "a%2fb", ".a", "a.", "a..b", "a b",
+            &"x".repeat(65),
+        ] {
             let e = slug(bad).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
         }

@@ -142,9 +142,16 @@ impl Reply {
         if let Some(allow) = e.allow {
             headers.push(("allow", allow.to_string()));
         }
+        // Clients (the Capacitor plugin among them) only back off when told for how long.
+        if e.status == 429 {
+            headers.push(("retry-after", RETRY_AFTER_SECONDS.to_string()));
+        }
         Reply { status: e.status, headers, body: e.body().into_bytes() }
     }
 }
+
+/// What every 429 asks a client to wait (the deploy rate limiter counts per minute).
+pub const RETRY_AFTER_SECONDS: u32 = 60;
 
 pub const EXTENSIONS_BODY: &str = r#"{"assetRequestHeaders":{}}"#;
 

@@ -101,6 +101,7 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
             Some(s) => (Action::Read, Some(validate::slug(&s)?.to_string())),
             None => (Action::Admin, None),
         },
+        Route::Capacitor(r) => r.requirement()?,
         Route::Health | Route::Manifest | Route::Asset { .. } => {
             return Err(ApiError::internal("public routes are not deploy operations"))
         }
@@ -119,6 +120,7 @@ pub fn app_of(route: &Route) -> Option<String> {
         | Route::DeleteRuntime { target }
         | Route::DeleteUpdate { target, .. } => Some(target.slug.to_string()),
         Route::PublishForm { slug } => Some(slug.clone()),
+        Route::Capacitor(r) => Some(r.slug().to_string()),
         _ => None,
     }
 }
@@ -143,6 +145,7 @@ fn audit_entry(route: &Route, who: &Principal) -> Option<AuditEntry> {
         Route::CreateToken => Some(AuditEntry::new(who, "token-create")),
         // Only a well-formed id is stored: a refused request must not put raw path text in the log.
         Route::RevokeToken { id } => Some(AuditEntry::new(who, "token-revoke").with_token_id(id)),
+        Route::Capacitor(r) => r.audit_action().map(|a| AuditEntry::new(who, a).with_slug(r.slug())),
         _ => None,
     }
 }
@@ -156,6 +159,7 @@ fn invalidations(route: &Route) -> Vec<String> {
         | Route::DeleteRuntime { target }
         | Route::DeleteUpdate { target, .. } => vec![target.prefix()],
         Route::PublishForm { slug } => vec![format!("{slug}/")],
+        Route::Capacitor(r) if r.audit_action().is_some() => vec![crate::capacitor::state::prefix(r.slug())],
         _ => Vec::new(),
     }
 }
@@ -275,6 +279,13 @@ async fn run<B: Backend>(
         Route::Audit => {
             let q = audit::AuditQuery::from_params(&|n| query_param(req.query, n))?;
             json(200, &audit::list_page(store, &q).await?)
+        }
+        Route::Capacitor(r) => {
+            let (reply, channel) = crate::capacitor::deploy::run(b, r, req.query, req.header, body, ctx).await?;
+            if let Some(c) = channel {
+                noted.channel(&c);
+            }
+            Ok(reply)
         }
         Route::Health | Route::Manifest | Route::Asset { .. } => Err(ApiError::internal("not a deploy route")),
     }

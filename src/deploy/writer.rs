@@ -50,6 +50,8 @@ pub enum WriteOp {
     CollectFiles {
         target: Target,
     },
+    /// A change to the app's Capacitor state (publish, rollback, delete, channel settings, APK).
+    Capacitor(crate::capacitor::state::CapOp),
 }
 
 impl WriteOp {
@@ -63,6 +65,7 @@ impl WriteOp {
             | WriteOp::DeleteRuntime { target }
             | WriteOp::CollectFiles { target } => &target.slug,
             WriteOp::Commits { commits } => commits.first().map_or("", |(t, _)| t.slug.as_str()),
+            WriteOp::Capacitor(op) => op.slug(),
         }
     }
 }
@@ -75,6 +78,7 @@ pub enum WriteOutcome {
     DeletedUpdate(DeleteUpdateResponse),
     DeletedRuntime(DeleteResponse),
     Collected(gc::Collected),
+    Capacitor(crate::capacitor::state::CapOutcome),
 }
 
 /// Applies one operation. Callers must hold the app's writer (see the module doc).
@@ -102,6 +106,7 @@ pub async fn apply<S: ObjectStore>(store: &S, op: WriteOp, ctx: &Ctx<'_>) -> Res
         WriteOp::CollectFiles { target } => {
             WriteOutcome::Collected(gc::collect_files(store, &target, ctx.now_ms, gc::GRACE_MS).await?)
         }
+        WriteOp::Capacitor(op) => WriteOutcome::Capacitor(crate::capacitor::state::apply(store, op, ctx).await?),
     })
 }
 

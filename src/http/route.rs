@@ -71,12 +71,17 @@ pub enum Route {
     },
     /// `GET /api/audit?slug=&since=&limit=`
     Audit,
+    /// `/api/capacitor/:appId/…` and `/api/apk/:appId/…` (see `crate::capacitor::route`).
+    Capacitor(crate::capacitor::route::CapRoute),
 }
 
 impl Route {
     /// Deploy operations need a bearer token; reads are public.
     pub fn needs_auth(&self) -> bool {
-        !matches!(self, Route::Health | Route::Manifest | Route::Asset { .. })
+        match self {
+            Route::Capacitor(r) => r.needs_auth(),
+            _ => !matches!(self, Route::Health | Route::Manifest | Route::Asset { .. }),
+        }
     }
 }
 
@@ -153,6 +158,7 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             Ok(Route::RevokeToken { id: id.to_string() })
         }
         ["api", "audit"] => allow("GET").map(|_| Route::Audit),
+        ["api", "capacitor" | "apk", _, ..] => crate::capacitor::route::parse(method, &segs).map(Route::Capacitor),
         _ => Err(ApiError::not_found("no such route")),
     }
 }

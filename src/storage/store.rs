@@ -76,6 +76,15 @@ pub trait ObjectStore {
     async fn put_blocks(&self, key: &str, blocks: Blocks, opts: PutOptions) -> Result<Option<ObjectMeta>, StoreError> {
         self.put(key, blocks.concat(), opts).await
     }
+    /// At most `len` bytes from `offset` (fewer past the end), `None` when the key is absent. R2
+    /// reads only that range; this default (memory stores) slices a whole read.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(key).await?.map(|(_, b)| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+            let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(b.len());
+            b[start..end].to_vec()
+        }))
+    }
     /// One page (at most 1000 keys) under `prefix`, continuing from `cursor` or starting after
     /// the key `start_after`; with a delimiter, common prefixes are folded.
     async fn list(

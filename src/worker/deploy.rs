@@ -76,6 +76,7 @@ pub async fn serve(
     let done = dispatch::handle(&backend, &who, request, &mut body, ctx).await;
     for prefix in &done.invalidate {
         POINTERS.with(|c| c.borrow_mut().invalidate_prefix(prefix));
+        super::capacitor::invalidate(prefix);
     }
     if let Some(entry) = done.audit {
         if let Err(e) = audit::append(backend.store(), entry, ctx).await {

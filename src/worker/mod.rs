@@ -1,6 +1,7 @@
 //! The Worker: parse the route, run the core, and do the I/O the core cannot (streaming file
 //! bytes between the client and R2 without copying them into wasm).
 
+mod capacitor;
 mod deploy;
 mod r2;
 mod signing;
@@ -72,6 +73,7 @@ async fn handle(mut req: Request, env: &Env, wctx: &Context) -> std::result::Res
             reply_api(reply)
         }
         Route::Asset { target, sha256, head, .. } => asset(&req, &store, &target, &sha256, head).await,
+        Route::Capacitor(r) => capacitor::serve(r, &mut req, &store, query, &ctx).await,
         _ => unreachable!("every other route needs auth"),
     }
 }

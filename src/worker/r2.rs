@@ -93,6 +93,15 @@ impl ObjectStore for R2Store {
         Ok(Some((meta(&o), bytes)))
     }
 
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let range = worker::Range::OffsetWithLength { offset, length: len };
+        let Some(o) = self.0.get(key).range(range).execute().await.map_err(backend)? else { return Ok(None) };
+        match o.body() {
+            Some(b) => Ok(Some(b.bytes().await.map_err(backend)?)),
+            None => Ok(Some(Vec::new())),
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         Ok(self.0.head(key).await.map_err(backend)?.as_ref().map(meta))
     }
