@@ -219,7 +219,19 @@ mod tests {
         assert!(slug("com.example.app").is_ok(), "reverse-DNS Capacitor app ids are slugs");
         assert!(slug("com.example_2.my-app").is_ok());
         for bad in [
-            "", "..", ".", "_system", "-x", "a/b", "demo-app/../x", "a\\b", "a%2fb", ".a", "a.", "a..b", "a b",
+            "",
+            "..",
+            ".",
+            "_system",
+            "-x",
+            "a/b",
+            "demo-app/../x",
+            "a\\b",
+            "a%2fb",
+            ".a",
+            "a.",
+            "a..b",
+            "a b",
             &"x".repeat(65),
         ] {
             let e = slug(bad).unwrap_err();

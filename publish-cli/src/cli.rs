@@ -42,6 +42,12 @@ pub enum Command {
     Token(TokenCommand),
     /// Show the audit log of deploy operations.
     Audit(AuditArgs),
+    /// Capacitor apps (@capgo/capacitor-updater): publish, list, roll back and delete web bundles.
+    #[command(subcommand)]
+    Capacitor(crate::capacitor::CapacitorCommand),
+    /// Android APKs for direct download (never offered to the updater plugin).
+    #[command(subcommand)]
+    Apk(crate::capacitor::ApkCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,7 +277,7 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
     Platform::parse(s).map_err(|e| e.message)
 }
 
-fn parse_slug(s: &str) -> Result<String, String> {
+pub(crate) fn parse_slug(s: &str) -> Result<String, String> {
     validate::slug(s).map(str::to_string).map_err(|e| e.message)
 }
 
@@ -279,7 +285,7 @@ fn parse_runtime_version(s: &str) -> Result<String, String> {
     validate::runtime_version(s).map(str::to_string).map_err(|e| e.message)
 }
 
-fn parse_channel(s: &str) -> Result<String, String> {
+pub(crate) fn parse_channel(s: &str) -> Result<String, String> {
     validate::channel(s).map(str::to_string).map_err(|e| e.message)
 }
 

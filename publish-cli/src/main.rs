@@ -2,6 +2,7 @@
 //! (hashing, manifest rendering, metadata parsing) lives in the `expo_ota` core crate.
 
 mod auth;
+mod capacitor;
 mod cli;
 mod commit;
 mod export;
@@ -51,6 +52,8 @@ fn main() -> ExitCode {
                 rollback::promote(a, &out).await
             }
             Command::Token(t) => tokens::run(t).await,
+            Command::Capacitor(c) => capacitor::run(c).await,
+            Command::Apk(a) => capacitor::run_apk(a).await,
             Command::Audit(a) => {
                 let out = Printer::new(a.server.json);
                 tokens::audit(a, &out).await

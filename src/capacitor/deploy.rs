@@ -5,7 +5,7 @@
 //! a [`CapOp`] applied by the app's writer, which re-checks what it depends on.
 
 use super::route::CapRoute;
-use super::state::{self, CapOp, CapOutcome};
+use super::state::{self, CapAction, CapOp, CapRequest};
 use super::zipcheck::{self, RangeRead};
 use crate::check::Reply;
 use crate::deploy::dispatch::{json, read_json, Backend, Body};
@@ -56,31 +56,16 @@ pub async fn run<B: Backend>(
     let cap = ctx.limits.max_json_bytes as usize;
     let store = b.store();
     let slug = Slug::parse(route.slug())?;
-    let write = |op| async move {
-        match b.writer().write(WriteOp::Capacitor(op), ctx).await? {
-            WriteOutcome::Capacitor(o) => Ok(o),
-            other => Err(ApiError::internal(format!("the app's writer answered an unexpected outcome: {other:?}"))),
-        }
-    };
-    match route {
+    let (action, request, ok) = match route {
         CapRoute::UploadBundle { sha256, .. } => {
             let key = state::bundle_key(&slug, &sha256);
             let reply = upload(store, &key, &sha256, ZIP_TYPE, ctx.limits.max_file_bytes, header, body).await?;
-            Ok((reply, None))
+            return Ok((reply, None));
         }
         CapRoute::UploadApk { sha256, .. } => {
             let key = state::apk_key(&slug, &sha256);
             let limit = MAX_APK_BYTES.max(ctx.limits.max_file_bytes);
-            Ok((upload(store, &key, &sha256, APK_TYPE, limit, header, body).await?, None))
-        }
-        CapRoute::Publish { .. } => {
-            let ct = header("content-type").unwrap_or_default().to_ascii_lowercase();
-            let request = if ct.starts_with("multipart/form-data") {
-                publish_form(store, &slug, header, body, ctx).await?
-            } else {
-                read_json::<state::PublishRequest>(body, header, cap).await?
-            };
-            published(write(CapOp::Publish { slug, request }).await?)
+            return Ok((upload(store, &key, &sha256, APK_TYPE, limit, header, body).await?, None));
         }
         CapRoute::List { .. } => {
             let (s, _) = state::load(store, &slug).await?;
@@ -90,55 +75,38 @@ pub async fn run<B: Backend>(
                 "channels": s.channels,
                 "apk": s.apk,
             });
-            Ok((json(200, &listing)?, None))
+            return Ok((json(200, &listing)?, None));
         }
-        CapRoute::Rollback { .. } => {
-            let request: state::RollbackRequest = read_json(body, header, cap).await?;
-            match write(CapOp::Rollback { slug, request }).await? {
-                CapOutcome::RolledBack(r) => Ok((json(200, &r)?, Some(r.channel))),
-                other => Err(unexpected(&other)),
-            }
+        CapRoute::Publish { .. } => {
+            let ct = header("content-type").unwrap_or_default().to_ascii_lowercase();
+            let request = if ct.starts_with("multipart/form-data") {
+                publish_form(store, &slug, header, body, ctx).await?
+            } else {
+                read_json(body, header, cap).await?
+            };
+            (CapAction::Publish, request, 201)
         }
+        CapRoute::Rollback { .. } => (CapAction::Rollback, read_json(body, header, cap).await?, 200),
         CapRoute::DeleteVersion { version, .. } => {
-            let channel = query_param(query, "channel");
-            match write(CapOp::Delete { slug, channel, version }).await? {
-                CapOutcome::Deleted(d) => Ok((json(200, &d)?, Some(d.channel))),
-                other => Err(unexpected(&other)),
-            }
+            let request =
+                CapRequest { version: Some(version), channel: query_param(query, "channel"), ..Default::default() };
+            (CapAction::Delete, request, 200)
         }
         CapRoute::ChannelSettings { channel, .. } => {
-            let request: state::ChannelSettings = read_json(body, header, cap).await?;
-            match write(CapOp::Channel { slug, channel, request }).await? {
-                CapOutcome::Channel(c) => Ok((json(200, &c)?, Some(c.name))),
-                other => Err(unexpected(&other)),
-            }
+            let request = CapRequest { channel: Some(channel), ..read_json(body, header, cap).await? };
+            (CapAction::Channel, request, 200)
         }
-        CapRoute::ApkPublish { .. } => {
-            let request: state::ApkPublishRequest = read_json(body, header, cap).await?;
-            let channel = request.channel.clone().unwrap_or_else(|| state::DEFAULT_APK_CHANNEL.into());
-            match write(CapOp::ApkPublish { slug: slug.clone(), request }).await? {
-                CapOutcome::ApkPublished(e) => {
-                    let mut v = serde_json::to_value(&e).map_err(|e| ApiError::internal(e.to_string()))?;
-                    v["url"] = state::apk_url(ctx.origin, &slug, &e.sha256).into();
-                    v["channel"] = channel.clone().into();
-                    Ok((json(201, &v)?, Some(channel)))
-                }
-                other => Err(unexpected(&other)),
-            }
-        }
-        _ => Err(ApiError::internal("not a deploy route")),
-    }
-}
-
-fn published(o: CapOutcome) -> Result<(Reply, Option<String>), ApiError> {
-    match o {
-        CapOutcome::Published(p) => Ok((json(if p.unchanged { 200 } else { 201 }, &p)?, Some(p.channel))),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn unexpected(o: &CapOutcome) -> ApiError {
-    ApiError::internal(format!("the app's writer answered an unexpected outcome: {o:?}"))
+        CapRoute::ApkPublish { .. } => (CapAction::ApkPublish, read_json(body, header, cap).await?, 201),
+        _ => return Err(ApiError::internal("not a deploy route")),
+    };
+    let outcome = match b.writer().write(WriteOp::Capacitor(CapOp { action, slug, request }), ctx).await? {
+        WriteOutcome::Capacitor(v) => v,
+        other => return Err(ApiError::internal(format!("the app's writer answered an unexpected outcome: {other:?}"))),
+    };
+    // Publishing what is already published changes nothing.
+    let status = if outcome["unchanged"] == true { 200 } else { ok };
+    let channel = outcome["channel"].as_str().map(str::to_string);
+    Ok((json(status, &outcome)?, channel))
 }
 
 /// One raw file into its content-addressed key (never rewritten once stored).
@@ -182,7 +150,7 @@ async fn publish_form<S: ObjectStore>(
     header: &dyn Fn(&str) -> Option<String>,
     body: &mut impl Body,
     ctx: &Ctx<'_>,
-) -> Result<state::PublishRequest, ApiError> {
+) -> Result<CapRequest, ApiError> {
     let ct = header("content-type").unwrap_or_default();
     let boundary = crate::protocol::multipart::boundary_of(&ct)
         .ok_or_else(|| ApiError::bad_request("multipart/form-data without a boundary"))?;
@@ -202,8 +170,9 @@ async fn publish_form<S: ObjectStore>(
                 ctx.limits.max_form_bytes
             )));
         }
-        let events =
-            parser.feed(&chunk).map_err(|e| ApiError::bad_request(format!("malformed multipart/form-data body: {e}")))?;
+        let events = parser
+            .feed(&chunk)
+            .map_err(|e| ApiError::bad_request(format!("malformed multipart/form-data body: {e}")))?;
         for e in events {
             match e {
                 Event::Start { name, .. } => {
@@ -227,7 +196,9 @@ async fn publish_form<S: ObjectStore>(
                     Some(name @ ("version" | "channel" | "checksum" | "min_native_version" | "minNativeVersion")) => {
                         let f = fields.entry(name.to_string()).or_default();
                         if f.len() + d.len() > MAX_TEXT_FIELD {
-                            return Err(ApiError::bad_request(format!("form field {name} is longer than {MAX_TEXT_FIELD} bytes")));
+                            return Err(ApiError::bad_request(format!(
+                                "form field {name} is longer than {MAX_TEXT_FIELD} bytes"
+                            )));
                         }
                         f.extend_from_slice(&d);
                     }
@@ -239,7 +210,8 @@ async fn publish_form<S: ObjectStore>(
         }
     }
     parser.finish().map_err(|e| ApiError::bad_request(format!("malformed multipart/form-data body: {e}")))?;
-    let field = |n: &str| fields.get(n).map(|v| String::from_utf8_lossy(v).trim().to_string()).filter(|v| !v.is_empty());
+    let field =
+        |n: &str| fields.get(n).map(|v| String::from_utf8_lossy(v).trim().to_string()).filter(|v| !v.is_empty());
     if !file_seen {
         return Err(ApiError::bad_request("the form has no `file` field (the bundle zip)"));
     }
@@ -259,14 +231,16 @@ async fn publish_form<S: ObjectStore>(
     zipcheck::check(blocks.as_slice(), size).await?;
     let key = state::bundle_key(slug, &checksum);
     if store.head(&key).await?.is_none() {
-        let opts = PutOptions { content_type: Some(ZIP_TYPE.into()), sha256: Some(digests.sha256), ..Default::default() };
+        let opts =
+            PutOptions { content_type: Some(ZIP_TYPE.into()), sha256: Some(digests.sha256), ..Default::default() };
         store.put_blocks(&key, blocks.into(), opts).await?;
     }
-    Ok(state::PublishRequest {
-        version,
+    Ok(CapRequest {
+        version: Some(version),
         channel: field("channel"),
-        checksum,
+        checksum: Some(checksum),
         min_native_version: field("min_native_version").or_else(|| field("minNativeVersion")),
+        ..Default::default()
     })
 }
 
@@ -287,7 +261,13 @@ mod tests {
         .unwrap()
     }
 
-    fn run_route(b: &MemoryBackend, route: CapRoute, query: &str, headers: Vec<(&'static str, String)>, bytes: Vec<u8>) -> Result<Reply, ApiError> {
+    fn run_route(
+        b: &MemoryBackend,
+        route: CapRoute,
+        query: &str,
+        headers: Vec<(&'static str, String)>,
+        bytes: Vec<u8>,
+    ) -> Result<Reply, ApiError> {
         let header = move |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
         let mut body = BufferedBody { bytes: Some(bytes), store: b.store() };
         pollster::block_on(run(b, route, query, &header, &mut body, &testing::ctx(1_000))).map(|(r, _)| r)
@@ -296,7 +276,9 @@ mod tests {
     fn form(fields: &[(&str, &[u8])]) -> (String, Vec<u8>) {
         let mut body = Vec::new();
         for (name, value) in fields {
-            body.extend_from_slice(format!("--B\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+            body.extend_from_slice(
+                format!("--B\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            );
             body.extend_from_slice(value);
             body.extend_from_slice(b"\r\n");
         }
@@ -330,7 +312,9 @@ mod tests {
         let e = post_form(&b, &[("file", &zip), ("version", b"1.0.0"), ("checksum", wrong.as_bytes())]).unwrap_err();
         assert_eq!(e.status, 422);
         assert!(e.message.contains("checksum mismatch"), "{}", e.message);
-        let apk = std::fs::read(format!("{}/tests/fixtures/capacitor/apk/capota-demo-1.0.1.apk", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let apk =
+            std::fs::read(format!("{}/tests/fixtures/capacitor/apk/capota-demo-1.0.1.apk", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
         let e = post_form(&b, &[("file", &apk), ("version", b"1.0.0")]).unwrap_err();
         assert!(e.message.contains("no index.html"), "{}", e.message);
         assert!(b.store().keys().is_empty(), "{:?}", b.store().keys());
@@ -342,7 +326,8 @@ mod tests {
         let bytes = b"not a zip at all, just text".to_vec();
         let sha = hash::Digests::of(&bytes).sha256_hex();
         let headers = vec![("content-length", bytes.len().to_string())];
-        let e = run_route(&b, CapRoute::UploadBundle { slug: APP.into(), sha256: sha }, "", headers, bytes).unwrap_err();
+        let e =
+            run_route(&b, CapRoute::UploadBundle { slug: APP.into(), sha256: sha }, "", headers, bytes).unwrap_err();
         assert_eq!(e.status, 422);
         assert!(b.store().keys().is_empty());
     }
@@ -355,7 +340,8 @@ mod tests {
             let zip = fixture(v);
             let sha = hash::Digests::of(&zip).sha256_hex();
             let headers = vec![("content-length", zip.len().to_string())];
-            let r = run_route(&b, CapRoute::UploadBundle { slug: APP.into(), sha256: sha.clone() }, "", headers, zip).unwrap();
+            let r = run_route(&b, CapRoute::UploadBundle { slug: APP.into(), sha256: sha.clone() }, "", headers, zip)
+                .unwrap();
             assert_eq!(r.status, 201);
             let body = serde_json::json!({"version": v, "checksum": sha}).to_string().into_bytes();
             let r = run_route(&b, CapRoute::Publish { slug: APP.into() }, "", vec![], body).unwrap();
@@ -372,7 +358,9 @@ mod tests {
         assert_eq!(again.status, 422, "{}", again.message);
         let fwd = br#"{"to":"1.0.1"}"#.to_vec();
         run_route(&b, CapRoute::Rollback { slug: APP.into() }, "", vec![], fwd).unwrap();
-        let d = run_route(&b, CapRoute::DeleteVersion { slug: APP.into(), version: "1.0.1".into() }, "", vec![], vec![]).unwrap();
+        let d =
+            run_route(&b, CapRoute::DeleteVersion { slug: APP.into(), version: "1.0.1".into() }, "", vec![], vec![])
+                .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
         assert_eq!((v["current"].as_str(), v["bundleDeleted"].as_bool()), (Some("1.0.0"), Some(true)));
         assert!(b.store().bytes(&state::bundle_key(APP, &shas[1])).is_none());

@@ -71,7 +71,9 @@ impl DeviceInfo {
     /// The query string `GET channel_self` carries the info object in.
     pub fn parse_query(query: &str) -> Self {
         let mut m = Map::new();
-        for k in ["platform", "device_id", "app_id", "version_build", "version_name", "plugin_version", "defaultChannel"] {
+        for k in
+            ["platform", "device_id", "app_id", "version_build", "version_name", "plugin_version", "defaultChannel"]
+        {
             if let Some(v) = crate::http::route::query_param(query, k) {
                 m.insert(k.into(), Value::String(v));
             }
@@ -182,8 +184,7 @@ pub fn decide_compat(state: &AppState, device: &DeviceInfo, origin: &str, slug: 
         return empty();
     };
     let running = if device.version_name.is_empty() { &device.version_build } else { &device.version_name };
-    let too_old =
-        bundle.min_native_version.as_deref().is_some_and(|m| !native_at_least(&device.version_build, m));
+    let too_old = bundle.min_native_version.as_deref().is_some_and(|m| !native_at_least(&device.version_build, m));
     if *running == bundle.version || too_old {
         return empty();
     }
@@ -212,10 +213,9 @@ pub fn channel_set(state: &AppState, device: &DeviceInfo) -> Reply {
     match state.channels.get(name) {
         _ if name == state.default_channel() => reply(200, &json!({"status": "ok", "allowSet": true})),
         None => channel_error("channel_not_found", format!("Channel {name} does not exist")),
-        Some(c) if !c.allow_self_set => channel_error(
-            "channel_self_set_not_allowed",
-            format!("Channel {name} does not allow devices to choose it"),
-        ),
+        Some(c) if !c.allow_self_set => {
+            channel_error("channel_self_set_not_allowed", format!("Channel {name} does not allow devices to choose it"))
+        }
         Some(_) => reply(200, &json!({"status": "ok", "allowSet": true})),
     }
 }
@@ -271,10 +271,22 @@ impl StatEvent {
     pub fn kind(&self) -> StatKind {
         match self.action.as_str() {
             "set" => StatKind::Launched,
-            "set_fail" | "update_fail" | "download_fail" | "checksum_fail" | "checksum_required"
-            | "decrypt_fail" | "unzip_fail" | "finish_download_fail" | "app_crash" | "app_crash_native"
-            | "windows_path_fail" | "canonical_path_fail" | "directory_path_fail" | "session_key_required"
-            | "download_manifest_file_fail" | "download_manifest_checksum_fail" => StatKind::Failed,
+            "set_fail"
+            | "update_fail"
+            | "download_fail"
+            | "checksum_fail"
+            | "checksum_required"
+            | "decrypt_fail"
+            | "unzip_fail"
+            | "finish_download_fail"
+            | "app_crash"
+            | "app_crash_native"
+            | "windows_path_fail"
+            | "canonical_path_fail"
+            | "directory_path_fail"
+            | "session_key_required"
+            | "download_manifest_file_fail"
+            | "download_manifest_checksum_fail" => StatKind::Failed,
             _ => StatKind::Other,
         }
     }
@@ -348,7 +360,13 @@ mod tests {
         );
         s.channels.insert(
             "beta".into(),
-            ChannelState { id: 2, allow_self_set: true, current: Some("2.0.0".into()), versions: vec![b("2.0.0", "bb", Some("2.0"))], ..Default::default() },
+            ChannelState {
+                id: 2,
+                allow_self_set: true,
+                current: Some("2.0.0".into()),
+                versions: vec![b("2.0.0", "bb", Some("2.0"))],
+                ..Default::default()
+            },
         );
         s.channels.insert("internal".into(), ChannelState { id: 3, ..Default::default() });
         s
@@ -493,7 +511,10 @@ mod tests {
         assert_eq!(get("beta"), json!({"channel": "beta", "status": "override", "allowSet": true}));
         assert_eq!(get(""), json!({"channel": "production", "status": "default", "allowSet": true}));
         assert_eq!(get("internal")["status"], "default");
-        assert_eq!(body(&channel_list(&s)), json!([{"id": 2, "name": "beta", "public": false, "allow_self_set": true}]));
+        assert_eq!(
+            body(&channel_list(&s)),
+            json!([{"id": 2, "name": "beta", "public": false, "allow_self_set": true}])
+        );
         assert_eq!(body(&channel_unset()), json!({"status": "ok"}));
     }
 

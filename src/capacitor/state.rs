@@ -18,6 +18,7 @@ use crate::protocol::time::Timestamp;
 use crate::storage::store::{Condition, ObjectStore, PutOptions};
 use crate::validate::Slug;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The channel devices use when they name none (and none was made the default).
@@ -156,9 +157,8 @@ pub async fn load<S: ObjectStore>(store: &S, slug: &str) -> Result<(AppState, Op
     match store.get(&state_key(slug)).await? {
         None => Ok((AppState::default(), None)),
         Some((meta, bytes)) => {
-            let state = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::internal(format!("corrupt stored object {}: {e}", state_key(slug)))
-            })?;
+            let state = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::internal(format!("corrupt stored object {}: {e}", state_key(slug))))?;
             Ok((state, Some(meta.etag)))
         }
     }
@@ -174,126 +174,76 @@ async fn save<S: ObjectStore>(store: &S, slug: &str, state: &AppState, etag: Opt
     }
 }
 
-/// A change to one app's Capacitor state, applied by its writer.
+/// Which change a [`CapOp`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CapAction {
+    /// Make an uploaded bundle (`checksum`) the channel's `version`.
+    Publish,
+    /// Serve the version before the current one, or `to`, or the binary's bundle (`toBuiltin`).
+    Rollback,
+    /// Delete `version` from the channel (the previous one is served when it was current).
+    Delete,
+    /// Channel settings: `public`, `allowSelfSet`, `makeDefault`.
+    Channel,
+    /// Make an uploaded APK (`sha256`) the APK channel's latest `version`.
+    ApkPublish,
+}
+
+/// A change to one app's Capacitor state, applied by its writer. One flat request type serves
+/// every action (each reads the fields it needs): the Worker and its writer exchange these as
+/// JSON, and one type instead of one per action keeps the wasm small.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CapOp {
-    Publish { slug: Slug, request: PublishRequest },
-    Rollback { slug: Slug, request: RollbackRequest },
-    Delete { slug: Slug, channel: Option<String>, version: String },
-    Channel { slug: Slug, channel: String, request: ChannelSettings },
-    ApkPublish { slug: Slug, request: ApkPublishRequest },
+pub struct CapOp {
+    pub action: CapAction,
+    pub slug: Slug,
+    pub request: CapRequest,
 }
 
 impl CapOp {
     pub fn slug(&self) -> &str {
-        match self {
-            CapOp::Publish { slug, .. }
-            | CapOp::Rollback { slug, .. }
-            | CapOp::Delete { slug, .. }
-            | CapOp::Channel { slug, .. }
-            | CapOp::ApkPublish { slug, .. } => slug,
-        }
+        &self.slug
     }
 }
 
+/// The JSON body of the Capacitor/APK write routes (and the writer's request).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PublishRequest {
-    pub version: String,
-    #[serde(default)]
+pub struct CapRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Default: the app's default channel (bundles) or [`DEFAULT_APK_CHANNEL`] (APKs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
     /// Lowercase SHA-256 hex of a bundle uploaded before (`PUT …/bundles/<sha256>`).
-    pub checksum: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// Lowercase SHA-256 hex of an APK uploaded before (`PUT /api/apk/…/files/<sha256>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_native_version: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RollbackRequest {
-    #[serde(default)]
-    pub channel: Option<String>,
-    /// A version of the channel's history; none: the one before the current one.
-    #[serde(default)]
+    /// Rollback target: a version of the channel's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
-    /// Send devices back to the binary's bundle.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub to_builtin: bool,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChannelSettings {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_self_set: Option<bool>,
-    /// Make it the channel of devices that name none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub make_default: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApkPublishRequest {
-    pub version: String,
-    #[serde(default)]
-    pub channel: Option<String>,
-    pub sha256: String,
+fn need<'a>(v: &'a Option<String>, field: &str, action: &str) -> Result<&'a str, ApiError> {
+    v.as_deref().ok_or_else(|| ApiError::bad_request(format!("{action} needs \"{field}\" in the JSON body")))
 }
 
-/// What a [`CapOp`] did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CapOutcome {
-    Published(Published),
-    RolledBack(RolledBack),
-    Deleted(Deleted),
-    Channel(ChannelView),
-    ApkPublished(ApkEntry),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Published {
-    pub channel: String,
-    pub version: String,
-    pub checksum: String,
-    pub size: u64,
-    /// The version the channel served before.
-    pub previous: Option<String>,
-    /// The same version with the same bytes was already published.
-    pub unchanged: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RolledBack {
-    pub channel: String,
-    pub from: Option<String>,
-    /// The version devices are offered now ([`BUILTIN`] for the binary's bundle).
-    pub to: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Deleted {
-    pub channel: String,
-    pub version: String,
-    /// What the channel serves now.
-    pub current: Option<String>,
-    /// The zip was deleted too (no channel names its checksum any more).
-    pub bundle_deleted: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChannelView {
-    pub name: String,
-    pub id: u32,
-    pub public: bool,
-    pub allow_self_set: bool,
-    pub is_default: bool,
-    pub current: Option<String>,
+fn sha_field<'a>(v: &'a Option<String>, field: &str, action: &str) -> Result<&'a str, ApiError> {
+    let s = need(v, field, action)?;
+    crate::protocol::hash::parse_hex::<32>(s)
+        .map(|_| s)
+        .ok_or_else(|| ApiError::bad_request(format!("\"{field}\" must be a lowercase SHA-256 hex digest")))
 }
 
 fn channel_name(c: Option<&str>, default: &str) -> Result<String, ApiError> {
@@ -307,33 +257,33 @@ fn not_found_version(channel: &str, v: &str) -> ApiError {
     ))
 }
 
-/// Applies one operation (the caller holds the app's writer).
-pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Result<CapOutcome, ApiError> {
-    let slug = op.slug().to_string();
+/// Applies one operation (the caller holds the app's writer); answers the JSON the route returns.
+pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    let CapOp { action, slug, request: r } = op;
     let (mut state, etag) = load(store, &slug).await?;
     let now = Timestamp::from_millis(ctx.now_ms).to_string();
     let mut delete_bundle = None;
-    let outcome = match op {
-        CapOp::Publish { request: r, .. } => {
+    let outcome = match action {
+        CapAction::Publish => {
             let channel = channel_name(r.channel.as_deref(), state.default_channel())?;
-            version(&r.version)?;
+            let v = version(need(&r.version, "version", "publish")?)?.to_string();
+            let checksum = sha_field(&r.checksum, "checksum", "publish")?.to_string();
             if let Some(m) = &r.min_native_version {
                 version(m)?;
             }
             // Re-checked here, under the writer: a delete may have collected the bytes since the upload.
-            let meta = store.head(&bundle_key(&slug, &r.checksum)).await?.ok_or_else(|| {
+            let meta = store.head(&bundle_key(&slug, &checksum)).await?.ok_or_else(|| {
                 ApiError::unprocessable(format!(
-                    "bundle {} is not uploaded (or was deleted since): upload it again with PUT /api/capacitor/{slug}/bundles/<sha256>",
-                    r.checksum
+                    "bundle {checksum} is not uploaded (or was deleted since): upload it again with PUT /api/capacitor/{slug}/bundles/<sha256>"
                 ))
             })?;
             let c = state.channel_mut(&channel)?;
             let previous = c.current.clone();
-            let unchanged = match c.versions.iter().find(|b| b.version == r.version) {
-                Some(b) if b.checksum != r.checksum => {
+            let unchanged = match c.versions.iter().find(|b| b.version == v) {
+                Some(b) if b.checksum != checksum => {
                     return Err(ApiError::conflict(format!(
-                        "version {} is already published on {channel} with other bytes (checksum {}); devices never download a version name twice: publish under a new version",
-                        r.version, b.checksum
+                        "version {v} is already published on {channel} with other bytes (checksum {}); devices never download a version name twice: publish under a new version",
+                        b.checksum
                     )))
                 }
                 Some(_) => true,
@@ -344,8 +294,8 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
                         )));
                     }
                     c.versions.push(Bundle {
-                        version: r.version.clone(),
-                        checksum: r.checksum.clone(),
+                        version: v.clone(),
+                        checksum: checksum.clone(),
                         size: meta.size,
                         min_native_version: r.min_native_version.clone(),
                         published_at: now,
@@ -353,26 +303,25 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
                     false
                 }
             };
-            c.current = Some(r.version.clone());
-            CapOutcome::Published(Published {
-                channel,
-                version: r.version,
-                checksum: r.checksum,
-                size: meta.size,
-                previous,
-                unchanged,
-            })
+            c.current = Some(v.clone());
+            json!({"channel": channel, "version": v, "checksum": checksum, "size": meta.size, "previous": previous, "unchanged": unchanged})
         }
-        CapOp::Rollback { request: r, .. } => {
+        CapAction::Rollback => {
             let channel = channel_name(r.channel.as_deref(), state.default_channel())?;
-            let c = state.channels.get_mut(&channel).ok_or_else(|| {
-                ApiError::not_found(format!("channel {channel} has nothing published"))
-            })?;
+            let c = state
+                .channels
+                .get_mut(&channel)
+                .ok_or_else(|| ApiError::not_found(format!("channel {channel} has nothing published")))?;
             let from = c.current.clone();
             let to = if r.to_builtin {
                 BUILTIN.to_string()
             } else if let Some(v) = &r.to {
-                c.versions.iter().find(|b| &b.version == v).ok_or_else(|| not_found_version(&channel, v))?.version.clone()
+                c.versions
+                    .iter()
+                    .find(|b| &b.version == v)
+                    .ok_or_else(|| not_found_version(&channel, v))?
+                    .version
+                    .clone()
             } else {
                 let at = from.as_ref().and_then(|f| c.versions.iter().position(|b| &b.version == f));
                 match at {
@@ -391,10 +340,11 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
                 }
             };
             c.current = Some(to.clone());
-            CapOutcome::RolledBack(RolledBack { channel, from, to })
+            json!({"channel": channel, "from": from, "to": to})
         }
-        CapOp::Delete { channel, version: v, .. } => {
-            let channel = channel_name(channel.as_deref(), state.default_channel())?;
+        CapAction::Delete => {
+            let channel = channel_name(r.channel.as_deref(), state.default_channel())?;
+            let v = need(&r.version, "version", "delete")?.to_string();
             let c = state.channels.get_mut(&channel).ok_or_else(|| not_found_version(&channel, &v))?;
             let i = c.versions.iter().position(|b| b.version == v).ok_or_else(|| not_found_version(&channel, &v))?;
             let gone = c.versions.remove(i);
@@ -407,10 +357,10 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
             if bundle_deleted {
                 delete_bundle = Some(bundle_key(&slug, &gone.checksum));
             }
-            CapOutcome::Deleted(Deleted { channel, version: v, current, bundle_deleted })
+            json!({"channel": channel, "version": v, "current": current, "bundleDeleted": bundle_deleted})
         }
-        CapOp::Channel { channel, request: r, .. } => {
-            crate::validate::channel(&channel)?;
+        CapAction::Channel => {
+            let channel = channel_name(r.channel.as_deref(), state.default_channel())?;
             let c = state.channel_mut(&channel)?;
             if let Some(p) = r.public {
                 c.public = p;
@@ -423,36 +373,43 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
                 state.default_channel = Some(channel.clone());
             }
             let is_default = state.default_channel() == channel;
-            CapOutcome::Channel(ChannelView { name: channel, id, public, allow_self_set, is_default, current })
+            json!({"channel": channel, "id": id, "public": public, "allowSelfSet": allow_self_set, "isDefault": is_default, "current": current})
         }
-        CapOp::ApkPublish { request: r, .. } => {
+        CapAction::ApkPublish => {
             let channel = channel_name(r.channel.as_deref(), DEFAULT_APK_CHANNEL)?;
-            version(&r.version)?;
-            let meta = store.head(&apk_key(&slug, &r.sha256)).await?.ok_or_else(|| {
+            let v = version(need(&r.version, "version", "APK publish")?)?.to_string();
+            let sha = sha_field(&r.sha256, "sha256", "APK publish")?.to_string();
+            let meta = store.head(&apk_key(&slug, &sha)).await?.ok_or_else(|| {
                 ApiError::unprocessable(format!(
-                    "APK {} is not uploaded: upload it with PUT /api/apk/{slug}/files/<sha256>",
-                    r.sha256
+                    "APK {sha} is not uploaded: upload it with PUT /api/apk/{slug}/files/<sha256>"
                 ))
             })?;
             if !state.apk.contains_key(&channel) && state.channels.len() + state.apk.len() >= MAX_CHANNELS {
                 return Err(ApiError::conflict(format!("an app has at most {MAX_CHANNELS} channels")));
             }
             let list = state.apk.entry(channel.clone()).or_default();
-            if let Some(e) = list.iter().find(|e| e.version == r.version) {
-                if e.sha256 != r.sha256 {
-                    return Err(ApiError::conflict(format!(
-                        "APK version {} is already published on {channel} with other bytes: publish under a new version",
-                        r.version
-                    )));
+            let entry = match list.iter().find(|e| e.version == v) {
+                Some(e) if e.sha256 != sha => return Err(ApiError::conflict(format!(
+                    "APK version {v} is already published on {channel} with other bytes: publish under a new version"
+                ))),
+                Some(e) => e.clone(),
+                None => {
+                    if list.len() >= MAX_VERSIONS {
+                        list.remove(0);
+                    }
+                    let e = ApkEntry { version: v, sha256: sha, size: meta.size, published_at: now };
+                    list.push(e.clone());
+                    e
                 }
-                return Ok(CapOutcome::ApkPublished(e.clone()));
-            }
-            if list.len() >= MAX_VERSIONS {
-                list.remove(0);
-            }
-            let entry = ApkEntry { version: r.version, sha256: r.sha256, size: meta.size, published_at: now };
-            list.push(entry.clone());
-            CapOutcome::ApkPublished(entry)
+            };
+            json!({
+                "channel": channel,
+                "version": entry.version,
+                "sha256": entry.sha256,
+                "size": entry.size,
+                "publishedAt": entry.published_at,
+                "url": apk_url(ctx.origin, &slug, &entry.sha256),
+            })
         }
     };
     save(store, &slug, &state, etag).await?;

@@ -120,7 +120,8 @@ pub async fn check<R: RangeRead + ?Sized>(src: &R, size: u64) -> Result<ZipSumma
         if at + 46 > dir.len() || u32_at(&dir, at) != 0x0201_4b50 {
             return Err(ZipError::NotZip("truncated central directory").into());
         }
-        let (n, x, c) = (u16_at(&dir, at + 28) as usize, u16_at(&dir, at + 30) as usize, u16_at(&dir, at + 32) as usize);
+        let (n, x, c) =
+            (u16_at(&dir, at + 28) as usize, u16_at(&dir, at + 30) as usize, u16_at(&dir, at + 32) as usize);
         let name = dir.get(at + 46..at + 46 + n).ok_or(ZipError::NotZip("truncated entry name"))?;
         names.push(entry_name(name)?);
         at += 46 + n + x + c;

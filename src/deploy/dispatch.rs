@@ -512,7 +512,7 @@ mod tests {
             scope,
             ok,
         };
-        vec![
+        let mut cases = vec![
             case(
                 "prepare",
                 Route::PublishPrepare { target: t.clone() },
@@ -595,6 +595,92 @@ mod tests {
             case("token list", Route::ListTokens, "", Vec::new(), None, 200),
             case("token revoke", Route::RevokeToken { id: "fedcba9876543210".into() }, "", Vec::new(), None, 404),
             case("audit of every app", Route::Audit, "", Vec::new(), None, 200),
+        ];
+        cases.extend(capacitor_cases(slug));
+        cases
+    }
+
+    /// The Capacitor and APK deploy routes on `slug` (an app with no Capacitor state yet).
+    fn capacitor_cases(slug: &str) -> Vec<Case> {
+        use crate::capacitor::route::CapRoute;
+        let zip = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/capacitor/bundles/1.0.0/com.example.capota_1.0.0.zip"
+        ))
+        .unwrap();
+        let zip_sha = Digests::of(&zip).sha256_hex();
+        let apk = b"apk-bytes".to_vec();
+        let apk_sha = Digests::of(&apk).sha256_hex();
+        let s = || slug.to_string();
+        let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+        let case = |name, r, query: &str, body, scope, ok| Case {
+            name,
+            route: Route::Capacitor(r),
+            query: query.to_string(),
+            body,
+            headers: Vec::new(),
+            scope: Some(scope),
+            ok,
+        };
+        let len = |b: &Vec<u8>| vec![("content-length", b.len().to_string())];
+        vec![
+            Case {
+                headers: len(&zip),
+                ..case(
+                    "capacitor upload",
+                    CapRoute::UploadBundle { slug: s(), sha256: zip_sha.clone() },
+                    "",
+                    zip.clone(),
+                    Scope::Publish,
+                    201,
+                )
+            },
+            // Not uploaded in this fresh store: the writer refuses (422) and stores nothing.
+            case(
+                "capacitor publish",
+                CapRoute::Publish { slug: s() },
+                "",
+                json(serde_json::json!({"version": "1.0.0", "checksum": zip_sha})),
+                Scope::Publish,
+                422,
+            ),
+            case("capacitor list", CapRoute::List { slug: s() }, "", Vec::new(), Scope::Read, 200),
+            case("capacitor rollback", CapRoute::Rollback { slug: s() }, "", b"{}".to_vec(), Scope::Rollback, 404),
+            case(
+                "capacitor delete",
+                CapRoute::DeleteVersion { slug: s(), version: "1.0.0".into() },
+                "channel=production",
+                Vec::new(),
+                Scope::Delete,
+                404,
+            ),
+            case(
+                "capacitor channel settings",
+                CapRoute::ChannelSettings { slug: s(), channel: "beta".into() },
+                "",
+                json(serde_json::json!({"allowSelfSet": true})),
+                Scope::Publish,
+                200,
+            ),
+            Case {
+                headers: len(&apk),
+                ..case(
+                    "apk upload",
+                    CapRoute::UploadApk { slug: s(), sha256: apk_sha.clone() },
+                    "",
+                    apk.clone(),
+                    Scope::Publish,
+                    201,
+                )
+            },
+            case(
+                "apk publish",
+                CapRoute::ApkPublish { slug: s() },
+                "",
+                json(serde_json::json!({"version": "1.0.0", "sha256": apk_sha})),
+                Scope::Publish,
+                422,
+            ),
         ]
     }
 
@@ -653,7 +739,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 9 * 2 * 15);
+        assert_eq!(checked, 9 * 2 * (15 + 8));
     }
 
     #[test]
@@ -671,7 +757,7 @@ mod tests {
                     | Route::DeleteRuntime { .. }
                     | Route::CreateToken
                     | Route::RevokeToken { .. }
-            );
+            ) || matches!(&c.route, Route::Capacitor(r) if r.audit_action().is_some());
             let (done, _, _) = run_case(&Principal::Admin, c);
             assert_eq!(done.audit.is_some(), writes, "{name}");
         }
@@ -690,6 +776,7 @@ mod tests {
                 | Route::DeleteUpdate { .. }
                 | Route::DeleteRuntime { .. } => vec![t.prefix()],
                 Route::PublishForm { .. } => vec![format!("{OWN}/")],
+                Route::Capacitor(r) if r.audit_action().is_some() => vec![format!("{OWN}/capacitor/")],
                 _ => vec![],
             };
             let (done, _, _) = run_case(&Principal::Admin, c);

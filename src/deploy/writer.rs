@@ -78,7 +78,8 @@ pub enum WriteOutcome {
     DeletedUpdate(DeleteUpdateResponse),
     DeletedRuntime(DeleteResponse),
     Collected(gc::Collected),
-    Capacitor(crate::capacitor::state::CapOutcome),
+    /// The Capacitor route's JSON answer.
+    Capacitor(serde_json::Value),
 }
 
 /// Applies one operation. Callers must hold the app's writer (see the module doc).

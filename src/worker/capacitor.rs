@@ -33,9 +33,8 @@ pub fn invalidate(prefix: &str) {
 async fn app_state(store: &R2Store, slug: &str, ctx: &Ctx<'_>) -> Result<Rc<AppState>> {
     let key = state::state_key(slug);
     let ttl = ctx.limits.check_cache_ms;
-    let hit = STATES.with(|c| {
-        c.borrow().get(&key).filter(|(at, _)| ctx.now_ms.saturating_sub(*at) < ttl).map(|(_, s)| s.clone())
-    });
+    let hit = STATES
+        .with(|c| c.borrow().get(&key).filter(|(at, _)| ctx.now_ms.saturating_sub(*at) < ttl).map(|(_, s)| s.clone()));
     if let Some(s) = hit {
         return Ok(s);
     }
@@ -70,7 +69,13 @@ async fn body(req: &mut Request, cap: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-pub async fn serve(route: CapRoute, req: &mut Request, store: &R2Store, query: &str, ctx: &Ctx<'_>) -> Result<Response> {
+pub async fn serve(
+    route: CapRoute,
+    req: &mut Request,
+    store: &R2Store,
+    query: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Response> {
     let cap = ctx.limits.max_json_bytes as usize;
     let slug = route.slug().to_string();
     let reply = match route {

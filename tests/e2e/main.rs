@@ -19,6 +19,7 @@
 
 mod util;
 
+mod capacitor;
 mod cli;
 mod deploy;
 mod hostile;
