@@ -231,6 +231,17 @@ fn route_segments() -> BoxedStrategy<(Vec<String>, &'static [&'static str])> {
         (kw("api"), kw("publish"), slot(valid_slug()), m(&["POST"])).prop_map(|(a, b, s, m)| (vec![a, b, s], m)),
         (
             kw("api"),
+            kw("capacitor"),
+            slot(valid_slug()),
+            slot(
+                select(&["updates", "stats", "channel_self", "check", "publish", "versions", "rollback"][..])
+                    .prop_map(str::to_string)
+            ),
+            m(&["POST", "PUT", "GET", "DELETE"])
+        )
+            .prop_map(|(a, b, s, op, m)| (vec![a, b, s, op], m)),
+        (
+            kw("api"),
             kw("publish"),
             target(),
             slot(select(&["prepare", "commit"][..]).prop_map(str::to_string)),
@@ -340,6 +351,11 @@ proptest! {
                     Route::GetUpdate { target, id } | Route::DeleteUpdate { target, id } => {
                         check_target(target)?;
                         prop_assert!(id::is_canonical_uuid(id), "{id:?}");
+                    }
+                    Route::Capacitor(c) => {
+                        prop_assert!(validate::slug(c.slug()).is_ok(), "{c:?}");
+                        check_key_segment(c.slug())?;
+                        prop_assert!(!c.slug().contains(".."), "{c:?}");
                     }
                 }
             }

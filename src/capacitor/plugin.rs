@@ -101,7 +101,8 @@ pub fn up_to_date() -> Reply {
 
 /// The channel a device's update check reads, or the refusal to send it.
 pub fn channel_for<'a>(state: &'a AppState, requested: &'a str) -> Result<&'a str, Reply> {
-    if requested.is_empty() {
+    // The default channel is every device's, published to yet or not.
+    if requested.is_empty() || requested == state.default_channel() {
         return Ok(state.default_channel());
     }
     match state.channels.get(requested) {
@@ -477,8 +478,14 @@ mod tests {
 
     #[test]
     fn update_empty_channel_answers_up_to_date() {
-        let d = DeviceInfo { version_name: "1.0.0".into(), ..Default::default() };
-        assert_eq!(body(&decide_update(&AppState::default(), &d, ORIGIN, "a"))["kind"], "up_to_date");
+        for channel in ["", "production"] {
+            let d = DeviceInfo { version_name: "1.0.0".into(), default_channel: channel.into(), ..Default::default() };
+            assert_eq!(
+                body(&decide_update(&AppState::default(), &d, ORIGIN, "a"))["kind"],
+                "up_to_date",
+                "{channel:?}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::protocol::time::Timestamp;
 use crate::storage::store::{Condition, ObjectStore, PutOptions};
 use crate::validate::Slug;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 /// The channel devices use when they name none (and none was made the default).
@@ -73,7 +73,7 @@ pub fn version(s: &str) -> Result<&str, ApiError> {
     Ok(s)
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppState {
     /// `None`: [`DEFAULT_CHANNEL`].
@@ -88,7 +88,7 @@ pub struct AppState {
     pub next_channel_id: u32,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelState {
     pub id: u32,
@@ -106,7 +106,7 @@ pub struct ChannelState {
     pub versions: Vec<Bundle>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Bundle {
     pub version: String,
@@ -118,7 +118,7 @@ pub struct Bundle {
     pub published_at: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApkEntry {
     pub version: String,
@@ -175,7 +175,7 @@ async fn save<S: ObjectStore>(store: &S, slug: &str, state: &AppState, etag: Opt
 }
 
 /// Which change a [`CapOp`] makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum CapAction {
     /// Make an uploaded bundle (`checksum`) the channel's `version`.
     Publish,
@@ -192,7 +192,7 @@ pub enum CapAction {
 /// A change to one app's Capacitor state, applied by its writer. One flat request type serves
 /// every action (each reads the fields it needs): the Worker and its writer exchange these as
 /// JSON, and one type instead of one per action keeps the wasm small.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CapOp {
     pub action: CapAction,
     pub slug: Slug,
@@ -206,7 +206,7 @@ impl CapOp {
 }
 
 /// The JSON body of the Capacitor/APK write routes (and the writer's request).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CapRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,6 +233,129 @@ pub struct CapRequest {
     pub allow_self_set: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub make_default: bool,
+}
+
+/// Reading these types: through `serde_json::Value` (whose parser the Worker has anyway) and the
+/// few lines below, instead of derived deserializers — one per type and per input format (JSON
+/// bodies, and the Durable Object's JS values) — which cost the wasm tens of KB.
+macro_rules! deserialize_via_value {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = Value::deserialize(d)?;
+                Self::from_value(&v).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+deserialize_via_value!(AppState, CapOp, CapRequest);
+
+type Fields = Map<String, Value>;
+
+fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Fields, String> {
+    v.as_object().ok_or_else(|| format!("{what} must be a JSON object"))
+}
+fn opt_str(m: &Fields, k: &str) -> Result<Option<String>, String> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("\"{k}\" must be a string")),
+    }
+}
+fn opt_bool(m: &Fields, k: &str) -> Result<Option<bool>, String> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("\"{k}\" must be true or false")),
+    }
+}
+fn req_str(m: &Fields, k: &str) -> Result<String, String> {
+    opt_str(m, k)?.ok_or_else(|| format!("\"{k}\" is missing"))
+}
+fn num(m: &Fields, k: &str) -> Result<u64, String> {
+    m.get(k).and_then(Value::as_u64).ok_or_else(|| format!("\"{k}\" must be a non-negative integer"))
+}
+
+impl CapRequest {
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        let m = object(v, "the request body")?;
+        Ok(CapRequest {
+            version: opt_str(m, "version")?,
+            channel: opt_str(m, "channel")?,
+            checksum: opt_str(m, "checksum")?,
+            sha256: opt_str(m, "sha256")?,
+            min_native_version: opt_str(m, "minNativeVersion")?,
+            to: opt_str(m, "to")?,
+            to_builtin: opt_bool(m, "toBuiltin")?.unwrap_or(false),
+            public: opt_bool(m, "public")?,
+            allow_self_set: opt_bool(m, "allowSelfSet")?,
+            make_default: opt_bool(m, "makeDefault")?.unwrap_or(false),
+        })
+    }
+}
+
+impl CapOp {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let m = object(v, "a Capacitor write")?;
+        let action = match req_str(m, "action")?.as_str() {
+            "Publish" => CapAction::Publish,
+            "Rollback" => CapAction::Rollback,
+            "Delete" => CapAction::Delete,
+            "Channel" => CapAction::Channel,
+            "ApkPublish" => CapAction::ApkPublish,
+            other => return Err(format!("unknown Capacitor action {other:?}")),
+        };
+        let slug = Slug::parse(&req_str(m, "slug")?).map_err(|e| e.message)?;
+        let request = CapRequest::from_value(m.get("request").unwrap_or(&Value::Null))?;
+        Ok(CapOp { action, slug, request })
+    }
+}
+
+impl AppState {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let m = object(v, "the Capacitor state")?;
+        let mut state = AppState {
+            default_channel: opt_str(m, "defaultChannel")?,
+            next_channel_id: m.get("nextChannelId").and_then(Value::as_u64).unwrap_or(0) as u32,
+            ..Default::default()
+        };
+        for (name, c) in m.get("channels").and_then(Value::as_object).into_iter().flatten() {
+            let c = object(c, "a channel")?;
+            let mut versions = Vec::new();
+            for b in c.get("versions").and_then(Value::as_array).into_iter().flatten() {
+                let b = object(b, "a bundle")?;
+                versions.push(Bundle {
+                    version: req_str(b, "version")?,
+                    checksum: req_str(b, "checksum")?,
+                    size: num(b, "size")?,
+                    min_native_version: opt_str(b, "minNativeVersion")?,
+                    published_at: req_str(b, "publishedAt")?,
+                });
+            }
+            let channel = ChannelState {
+                id: num(c, "id")? as u32,
+                public: opt_bool(c, "public")?.unwrap_or(false),
+                allow_self_set: opt_bool(c, "allowSelfSet")?.unwrap_or(false),
+                current: opt_str(c, "current")?,
+                versions,
+            };
+            state.channels.insert(name.clone(), channel);
+        }
+        for (name, list) in m.get("apk").and_then(Value::as_object).into_iter().flatten() {
+            let mut entries = Vec::new();
+            for e in list.as_array().into_iter().flatten() {
+                let e = object(e, "an APK entry")?;
+                entries.push(ApkEntry {
+                    version: req_str(e, "version")?,
+                    sha256: req_str(e, "sha256")?,
+                    size: num(e, "size")?,
+                    published_at: req_str(e, "publishedAt")?,
+                });
+            }
+            state.apk.insert(name.clone(), entries);
+        }
+        Ok(state)
+    }
 }
 
 fn need<'a>(v: &'a Option<String>, field: &str, action: &str) -> Result<&'a str, ApiError> {
@@ -389,9 +512,11 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
             }
             let list = state.apk.entry(channel.clone()).or_default();
             let entry = match list.iter().find(|e| e.version == v) {
-                Some(e) if e.sha256 != sha => return Err(ApiError::conflict(format!(
+                Some(e) if e.sha256 != sha => {
+                    return Err(ApiError::conflict(format!(
                     "APK version {v} is already published on {channel} with other bytes: publish under a new version"
-                ))),
+                )))
+                }
                 Some(e) => e.clone(),
                 None => {
                     if list.len() >= MAX_VERSIONS {
@@ -417,4 +542,52 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
         store.delete(&[key]).await?;
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_its_json() {
+        let mut s = AppState { default_channel: Some("beta".into()), next_channel_id: 2, ..Default::default() };
+        s.channels.insert(
+            "beta".into(),
+            ChannelState {
+                id: 2,
+                public: true,
+                allow_self_set: false,
+                current: Some("1.0.0".into()),
+                versions: vec![Bundle {
+                    version: "1.0.0".into(),
+                    checksum: "ab".into(),
+                    size: 7,
+                    min_native_version: Some("2.0".into()),
+                    published_at: "2026-01-01T00:00:00.000Z".into(),
+                }],
+            },
+        );
+        s.apk.insert(
+            "apk".into(),
+            vec![ApkEntry { version: "1".into(), sha256: "cd".into(), size: 9, published_at: "t".into() }],
+        );
+        let back: AppState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let op = CapOp {
+            action: CapAction::Rollback,
+            slug: Slug::parse("com.x.y").unwrap(),
+            request: CapRequest { to_builtin: true, ..Default::default() },
+        };
+        let back: CapOp = serde_json::from_value(serde_json::to_value(&op).unwrap()).unwrap();
+        assert_eq!(back, op);
+    }
+
+    #[test]
+    fn request_fields_of_the_wrong_type_are_refused() {
+        let e = serde_json::from_str::<CapRequest>(r#"{"public":"yes"}"#).unwrap_err();
+        assert!(e.to_string().contains("\"public\" must be true or false"), "{e}");
+        assert!(serde_json::from_str::<CapRequest>(r#"{"version":1}"#).is_err());
+        let r: CapRequest = serde_json::from_str(r#"{"version":"1.0.0","unknown":[1]}"#).unwrap();
+        assert_eq!(r.version.as_deref(), Some("1.0.0"));
+    }
 }
