@@ -56,49 +56,53 @@ pub async fn run<B: Backend>(
     let cap = ctx.limits.max_json_bytes as usize;
     let store = b.store();
     let slug = Slug::parse(route.slug())?;
-    let (action, request, ok) = match route {
+    // One await per kind of work (upload, listing, form, JSON body): each await point of an async
+    // fn is more wasm, so the routes share them.
+    let upload_to = match &route {
         CapRoute::UploadBundle { sha256, .. } => {
-            let key = state::bundle_key(&slug, &sha256);
-            let reply = upload(store, &key, &sha256, ZIP_TYPE, ctx.limits.max_file_bytes, header, body).await?;
-            return Ok((reply, None));
+            Some((state::bundle_key(&slug, sha256), sha256, ZIP_TYPE, ctx.limits.max_file_bytes))
         }
         CapRoute::UploadApk { sha256, .. } => {
-            let key = state::apk_key(&slug, &sha256);
-            let limit = MAX_APK_BYTES.max(ctx.limits.max_file_bytes);
-            return Ok((upload(store, &key, &sha256, APK_TYPE, limit, header, body).await?, None));
+            Some((state::apk_key(&slug, sha256), sha256, APK_TYPE, MAX_APK_BYTES.max(ctx.limits.max_file_bytes)))
         }
-        CapRoute::List { .. } => {
-            let (s, _) = state::load(store, &slug).await?;
-            let listing = serde_json::json!({
-                "appId": slug.as_str(),
-                "defaultChannel": s.default_channel(),
-                "channels": s.channels,
-                "apk": s.apk,
-            });
-            return Ok((json(200, &listing)?, None));
-        }
-        CapRoute::Publish { .. } => {
-            let ct = header("content-type").unwrap_or_default().to_ascii_lowercase();
-            let request = if ct.starts_with("multipart/form-data") {
-                publish_form(store, &slug, header, body, ctx).await?
-            } else {
-                read_json(body, header, cap).await?
-            };
-            (CapAction::Publish, request, 201)
-        }
-        CapRoute::Rollback { .. } => (CapAction::Rollback, read_json(body, header, cap).await?, 200),
-        CapRoute::DeleteVersion { version, .. } => {
-            let request =
-                CapRequest { version: Some(version), channel: query_param(query, "channel"), ..Default::default() };
-            (CapAction::Delete, request, 200)
-        }
-        CapRoute::ChannelSettings { channel, .. } => {
-            let request = CapRequest { channel: Some(channel), ..read_json(body, header, cap).await? };
-            (CapAction::Channel, request, 200)
-        }
-        CapRoute::ApkPublish { .. } => (CapAction::ApkPublish, read_json(body, header, cap).await?, 201),
+        _ => None,
+    };
+    if let Some((key, sha256, content_type, limit)) = upload_to {
+        return Ok((upload(store, &key, sha256, content_type, limit, header, body).await?, None));
+    }
+    if let CapRoute::List { .. } = route {
+        let (s, _) = state::load(store, &slug).await?;
+        let listing = serde_json::json!({
+            "appId": slug.as_str(),
+            "defaultChannel": s.default_channel(),
+            "channels": s.channels,
+            "apk": s.apk,
+        });
+        return Ok((json(200, &listing)?, None));
+    }
+    let (action, ok) = match &route {
+        CapRoute::Publish { .. } => (CapAction::Publish, 201),
+        CapRoute::Rollback { .. } => (CapAction::Rollback, 200),
+        CapRoute::DeleteVersion { .. } => (CapAction::Delete, 200),
+        CapRoute::ChannelSettings { .. } => (CapAction::Channel, 200),
+        CapRoute::ApkPublish { .. } => (CapAction::ApkPublish, 201),
         _ => return Err(ApiError::internal("not a deploy route")),
     };
+    let form = action == CapAction::Publish
+        && header("content-type").unwrap_or_default().to_ascii_lowercase().starts_with("multipart/form-data");
+    let mut request = if form {
+        publish_form(store, &slug, header, body, ctx).await?
+    } else if action == CapAction::Delete {
+        CapRequest { channel: query_param(query, "channel"), ..Default::default() }
+    } else {
+        read_json(body, header, cap).await?
+    };
+    // What the path names wins over the body.
+    match route {
+        CapRoute::DeleteVersion { version, .. } => request.version = Some(version),
+        CapRoute::ChannelSettings { channel, .. } => request.channel = Some(channel),
+        _ => {}
+    }
     let outcome = match b.writer().write(WriteOp::Capacitor(CapOp { action, slug, request }), ctx).await? {
         WriteOutcome::Capacitor(v) => v,
         other => return Err(ApiError::internal(format!("the app's writer answered an unexpected outcome: {other:?}"))),

@@ -264,6 +264,13 @@ pub fn log_line(req: &ManifestRequest, outcome: &Outcome<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn error_reply_429_always_says_when_to_retry() {
+        let r = Reply::error(&ApiError::new(429, "slow down"));
+        assert_eq!(r.header("retry-after"), Some("60"));
+        assert_eq!(Reply::error(&ApiError::bad_request("x")).header("retry-after"), None);
+    }
     use super::*;
     use std::collections::HashMap;
 

@@ -76,37 +76,48 @@ pub async fn serve(
     query: &str,
     ctx: &Ctx<'_>,
 ) -> Result<Response> {
-    let cap = ctx.limits.max_json_bytes as usize;
     let slug = route.slug().to_string();
+    // Downloads stream; everything else reads at most one small body and the app's state, each
+    // at one await (every await point of an async fn is more wasm).
+    let file = match &route {
+        CapRoute::Bundle { sha256, head, .. } => {
+            Some((state::bundle_key(&slug, sha256), capdeploy::ZIP_TYPE, None, *head))
+        }
+        CapRoute::ApkFile { sha256, head, .. } => {
+            let name = format!("attachment; filename=\"{slug}-{}.apk\"", &sha256[..12]);
+            Some((state::apk_key(&slug, sha256), capdeploy::APK_TYPE, Some(name), *head))
+        }
+        _ => None,
+    };
+    if let Some((key, content_type, disposition, head)) = file {
+        return download(req, store, &key, content_type, disposition.as_deref(), head).await;
+    }
+    let reads_body = !matches!(
+        route,
+        CapRoute::ApkLatest { .. } | CapRoute::ChannelSelf { verb: ChannelVerb::List | ChannelVerb::Unset, .. }
+    );
+    let raw = if reads_body { body(req, ctx.limits.max_json_bytes as usize).await? } else { Vec::new() };
+    if let CapRoute::Stats { .. } = route {
+        let events = plugin::parse_stats(&raw)?;
+        // health: wired by lead
+        record_stats(&slug, &events);
+        return reply_api(plugin::stats_reply(&events));
+    }
+    let device = if reads_body { plugin::DeviceInfo::parse_json(&raw)? } else { plugin::DeviceInfo::default() };
+    let s = app_state(store, &slug, ctx).await?;
     let reply = match route {
-        CapRoute::Updates { .. } => {
-            let device = plugin::DeviceInfo::parse_json(&body(req, cap).await?)?;
-            plugin::decide_update(&*app_state(store, &slug, ctx).await?, &device, ctx.origin, &slug)
-        }
-        CapRoute::Check { .. } => {
-            let device = plugin::DeviceInfo::parse_json(&body(req, cap).await?)?;
-            plugin::decide_compat(&*app_state(store, &slug, ctx).await?, &device, ctx.origin, &slug)
-        }
-        CapRoute::Stats { .. } => {
-            let events = plugin::parse_stats(&body(req, cap).await?)?;
-            // health: wired by lead
-            record_stats(&slug, &events);
-            plugin::stats_reply(&events)
-        }
-        CapRoute::ChannelSelf { verb, .. } => {
-            let s = app_state(store, &slug, ctx).await?;
-            match verb {
-                ChannelVerb::List => plugin::channel_list(&s),
-                ChannelVerb::Unset => plugin::channel_unset(),
-                ChannelVerb::Set => plugin::channel_set(&s, &plugin::DeviceInfo::parse_json(&body(req, cap).await?)?),
-                ChannelVerb::Get => plugin::channel_get(&s, &plugin::DeviceInfo::parse_json(&body(req, cap).await?)?),
-            }
-        }
+        CapRoute::Updates { .. } => plugin::decide_update(&s, &device, ctx.origin, &slug),
+        CapRoute::Check { .. } => plugin::decide_compat(&s, &device, ctx.origin, &slug),
+        CapRoute::ChannelSelf { verb, .. } => match verb {
+            ChannelVerb::List => plugin::channel_list(&s),
+            ChannelVerb::Unset => plugin::channel_unset(),
+            ChannelVerb::Set => plugin::channel_set(&s, &device),
+            ChannelVerb::Get => plugin::channel_get(&s, &device),
+        },
         CapRoute::ApkLatest { .. } => {
             let channel = crate::http::route::query_param(query, "channel")
                 .filter(|c| !c.is_empty())
                 .unwrap_or_else(|| state::DEFAULT_APK_CHANNEL.into());
-            let s = app_state(store, &slug, ctx).await?;
             let latest = s.apk.get(&channel).and_then(|l| l.last()).ok_or_else(|| {
                 ApiError::not_found(format!("no APK published on channel {:?}", crate::validate::truncate(&channel)))
             })?;
@@ -119,15 +130,6 @@ pub async fn serve(
                 "channel": channel,
             });
             crate::deploy::dispatch::json(200, &v)?
-        }
-        CapRoute::Bundle { sha256, head, .. } => {
-            let key = state::bundle_key(&slug, &sha256);
-            return download(req, store, &key, capdeploy::ZIP_TYPE, None, head).await;
-        }
-        CapRoute::ApkFile { sha256, head, .. } => {
-            let key = state::apk_key(&slug, &sha256);
-            let name = format!("attachment; filename=\"{slug}-{}.apk\"", &sha256[..12]);
-            return download(req, store, &key, capdeploy::APK_TYPE, Some(&name), head).await;
         }
         _ => return Err(ApiError::internal("not a public Capacitor route")),
     };
