@@ -9,6 +9,7 @@ use crate::deploy::api::{
     CommitRequest, CommitResponse, DeleteResponse, DeleteUpdateResponse, FormPublishResponse, PromoteRequest,
     ReleaseResponse, RollbackRequest,
 };
+use crate::deploy::rollout::{self, HaltOutcome, RolloutOutcome, RolloutRequest};
 use crate::deploy::service::{self, Ctx};
 use crate::deploy::{formpublish, gc, release};
 use crate::error::ApiError;
@@ -50,6 +51,22 @@ pub enum WriteOp {
     CollectFiles {
         target: Target,
     },
+    /// Moves, completes, reverts, halts or resumes a channel's rollout (`deploy::rollout`).
+    Rollout {
+        target: Target,
+        request: RolloutRequest,
+    },
+    /// Halts `update_id` on `channel`: the channel serves the update it served before again,
+    /// republished (new id, createdAt newer than the halted update; the pre-signed revert stored
+    /// with the update when the publisher signs) or rollBackToEmbedded when nothing came before.
+    /// Re-checks at the write that `update_id` is still what the channel serves (as latest or as
+    /// an active rollout); a no-op answer (not an error) otherwise. Idempotent.
+    Halt {
+        target: Target,
+        channel: String,
+        update_id: String,
+        reason: String,
+    },
 }
 
 impl WriteOp {
@@ -61,7 +78,9 @@ impl WriteOp {
             | WriteOp::Promote { target, .. }
             | WriteOp::DeleteUpdate { target, .. }
             | WriteOp::DeleteRuntime { target }
-            | WriteOp::CollectFiles { target } => &target.slug,
+            | WriteOp::CollectFiles { target }
+            | WriteOp::Rollout { target, .. }
+            | WriteOp::Halt { target, .. } => &target.slug,
             WriteOp::Commits { commits } => commits.first().map_or("", |(t, _)| t.slug.as_str()),
         }
     }
@@ -75,6 +94,8 @@ pub enum WriteOutcome {
     DeletedUpdate(DeleteUpdateResponse),
     DeletedRuntime(DeleteResponse),
     Collected(gc::Collected),
+    RolledOut(Box<RolloutOutcome>),
+    Halted(Box<HaltOutcome>),
 }
 
 /// Applies one operation. Callers must hold the app's writer (see the module doc).
@@ -101,6 +122,12 @@ pub async fn apply<S: ObjectStore>(store: &S, op: WriteOp, ctx: &Ctx<'_>) -> Res
         }
         WriteOp::CollectFiles { target } => {
             WriteOutcome::Collected(gc::collect_files(store, &target, ctx.now_ms, gc::GRACE_MS).await?)
+        }
+        WriteOp::Rollout { target, request } => {
+            WriteOutcome::RolledOut(Box::new(rollout::change(store, &target, request, ctx).await?))
+        }
+        WriteOp::Halt { target, channel, update_id, reason } => {
+            WriteOutcome::Halted(Box::new(rollout::halt(store, &target, &channel, &update_id, &reason, ctx).await?))
         }
     })
 }

@@ -71,6 +71,14 @@ pub enum Route {
     },
     /// `GET /api/audit?slug=&since=&limit=`
     Audit,
+    /// `POST /api/rollout/:slug/:platform/:runtimeVersion` — grow, complete, revert, halt or
+    /// resume a channel's staged rollout.
+    Rollout {
+        target: Target,
+    },
+    /// `GET /api/explain?slug=&platform=&runtimeVersion=&channel=&clientId=&…` — what a device
+    /// would get from a check, and why.
+    Explain,
 }
 
 impl Route {
@@ -153,6 +161,11 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             Ok(Route::RevokeToken { id: id.to_string() })
         }
         ["api", "audit"] => allow("GET").map(|_| Route::Audit),
+        ["api", "rollout", slug, platform, rv] => {
+            allow("POST")?;
+            Ok(Route::Rollout { target: target(slug, platform, rv)? })
+        }
+        ["api", "explain"] => allow("GET").map(|_| Route::Explain),
         _ => Err(ApiError::not_found("no such route")),
     }
 }
@@ -227,6 +240,12 @@ mod tests {
             Route::UploadFile { target: t("demo-app", Platform::Ios, "1.0.0+b(1)"), sha256: SHA.into() }
         );
         assert_eq!(parse("GET", "/api/updates").unwrap(), Route::ListUpdates);
+        assert_eq!(
+            parse("POST", "/api/rollout/demo-app/ios/1.0.3").unwrap(),
+            Route::Rollout { target: t("demo-app", Platform::Ios, "1.0.3") }
+        );
+        assert_eq!(parse("GET", "/api/explain").unwrap(), Route::Explain);
+        assert_eq!(parse("GET", "/api/rollout/demo-app/ios/1.0.3").unwrap_err().status, 405);
         assert_eq!(
             parse("DELETE", "/api/updates/demo-app/ios/1.0.3").unwrap(),
             Route::DeleteRuntime { target: t("demo-app", Platform::Ios, "1.0.3") }
