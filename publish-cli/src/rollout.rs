@@ -1,0 +1,147 @@
+//! `rollout` and `explain`: thin clients of `POST /api/rollout/…` and `GET /api/explain`. The
+//! server decides everything (the same core decision as a device's check); this module only
+//! signs a resume when the publisher holds the key and prints the answers (`Printer::line`
+//! escapes every server string for the terminal).
+
+use crate::cli::{ExplainArgs, RolloutArgs};
+use crate::printer::Printer;
+use crate::upload::{label, Client};
+use anyhow::Result;
+use expo_ota::check::explain::Explanation;
+use expo_ota::deploy::api::{CommitResponse, SignedBody, ToSign};
+use expo_ota::deploy::rollout::{ChannelState, HaltOutcome, HaltResult, RolloutRequest};
+use expo_ota::storage::layout::Target;
+
+pub async fn rollout(args: RolloutArgs, out: &Printer) -> Result<()> {
+    let token = crate::auth::require(args.server.auth_token.as_deref())?;
+    let signer = crate::sign::from_args(&args.signing)?;
+    let client = Client::new(&args.server.server, token)?;
+    let target = Target::parse(&args.slug, args.platform.as_str(), &args.runtime_version)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let req = RolloutRequest {
+        channel: Some(args.channel.clone()),
+        percentage: args.percentage,
+        complete: args.complete,
+        revert: args.revert,
+        halt: args.halt,
+        resume: args.resume,
+        reason: args.reason.clone(),
+        ..Default::default()
+    };
+    if args.resume {
+        let c = resume(&client, &target, req, signer.as_ref()).await?;
+        out.line(format!(
+            "{}: channel {} serves {} again as {} (created {}{})",
+            label(&target),
+            args.channel,
+            c.republished_from.as_deref().unwrap_or_default(),
+            &c.id,
+            c.created_at,
+            if c.signed { ", signed" } else { "" }
+        ));
+        if out.json() {
+            out.emit(&c);
+        }
+        return Ok(());
+    }
+    if args.halt || args.revert {
+        let h: HaltOutcome = client.rollout(&target, &req).await?;
+        let what = match h.result {
+            HaltResult::Halted => "halted",
+            HaltResult::AlreadyHalted => "was already halted",
+            HaltResult::NotServing => "is not served by this channel; nothing changed",
+        };
+        out.line(format!("{}: update {} {what}", label(&target), &h.update_id));
+        if let Some(r) = &h.revert {
+            out.line(format!(
+                "  channel {} now serves {} ({}{}, created {})",
+                args.channel,
+                &r.id,
+                match &r.republished_from {
+                    Some(from) => format!("a republish of {from}"),
+                    None => "roll back to the embedded update".into(),
+                },
+                if r.signed { ", signed" } else { "" },
+                r.created_at
+            ));
+        }
+        if out.json() {
+            out.emit(&h);
+        }
+        return Ok(());
+    }
+    let state: ChannelState = client.rollout(&target, &req).await?;
+    out.line(state_line(&target, &state));
+    if out.json() {
+        out.emit(&state);
+    }
+    Ok(())
+}
+
+/// A resume republishes the halted update; with the key, the body is fetched, signed and sent
+/// back (the server accepts only the body it builds).
+async fn resume(
+    client: &Client,
+    target: &Target,
+    req: RolloutRequest,
+    signer: Option<&crate::sign::Signer>,
+) -> Result<CommitResponse> {
+    let Some(signer) = signer else { return client.rollout(target, &req).await };
+    let prepare = RolloutRequest { signed: SignedBody { prepare_only: true, ..Default::default() }, ..req.clone() };
+    let to_sign: ToSign = client.rollout(target, &prepare).await?;
+    let sig = signer.sign(to_sign.body.as_bytes());
+    let signed = RolloutRequest {
+        expected_current: to_sign.current.clone(),
+        signed: SignedBody {
+            prepare_only: false,
+            body: Some(to_sign.body),
+            signature: Some(sig.sig),
+            key_id: Some(sig.key_id),
+        },
+        ..req
+    };
+    client.rollout(target, &signed).await
+}
+
+fn state_line(t: &Target, s: &ChannelState) -> String {
+    let serving = s.serving.as_deref().unwrap_or("nothing");
+    match &s.rollout {
+        Some(r) => format!(
+            "{}: channel {} rolls out {} to {} % (others get {})",
+            label(t),
+            &s.channel,
+            &r.update_id,
+            r.percentage,
+            r.control_update_id.as_deref().unwrap_or("no update")
+        ),
+        None => format!("{}: channel {} serves {serving} to every device", label(t), &s.channel),
+    }
+}
+
+pub async fn explain(args: ExplainArgs, out: &Printer) -> Result<()> {
+    let token = crate::auth::require(args.server.auth_token.as_deref())?;
+    let client = Client::new(&args.server.server, token)?;
+    let mut query = vec![
+        ("slug", args.slug.clone()),
+        ("platform", args.platform.as_str().to_string()),
+        ("runtimeVersion", args.runtime_version.clone()),
+        ("channel", args.channel.clone()),
+    ];
+    for (k, v) in [
+        ("clientId", &args.client_id),
+        ("currentUpdateId", &args.current_update_id),
+        ("embeddedUpdateId", &args.embedded_update_id),
+    ] {
+        if let Some(v) = v {
+            query.push((k, v.clone()));
+        }
+    }
+    let e: Explanation = client.explain(&query).await?;
+    for r in &e.reasons {
+        out.line(r);
+    }
+    if out.json() {
+        out.emit(&e);
+    }
+    Ok(())
+}
