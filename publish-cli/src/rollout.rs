@@ -8,8 +8,8 @@ use crate::printer::Printer;
 use crate::upload::{label, Client};
 use anyhow::Result;
 use expo_ota::check::explain::Explanation;
-use expo_ota::deploy::api::{CommitResponse, SignedBody, ToSign};
-use expo_ota::deploy::rollout::{ChannelState, HaltOutcome, HaltResult, RolloutRequest};
+use expo_ota::deploy::api::{CommitResponse, ToSign};
+use expo_ota::deploy::rollout::{HaltOutcome, HaltResult, RolloutRequest, RolloutState};
 use expo_ota::storage::layout::Target;
 
 pub async fn rollout(args: RolloutArgs, out: &Printer) -> Result<()> {
@@ -20,8 +20,8 @@ pub async fn rollout(args: RolloutArgs, out: &Printer) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let req = RolloutRequest {
         channel: Some(args.channel.clone()),
-        percentage: args.percentage,
-        complete: args.complete,
+        // --complete is 100 %: the server ends the rollout.
+        percentage: if args.complete { Some(100) } else { args.percentage },
         revert: args.revert,
         halt: args.halt,
         resume: args.resume,
@@ -70,8 +70,8 @@ pub async fn rollout(args: RolloutArgs, out: &Printer) -> Result<()> {
         }
         return Ok(());
     }
-    let state: ChannelState = client.rollout(&target, &req).await?;
-    out.line(state_line(&target, &state));
+    let state: RolloutState = client.rollout(&target, &req).await?;
+    out.line(state_line(&target, &args.channel, &state));
     if out.json() {
         out.emit(&state);
     }
@@ -87,35 +87,30 @@ async fn resume(
     signer: Option<&crate::sign::Signer>,
 ) -> Result<CommitResponse> {
     let Some(signer) = signer else { return client.rollout(target, &req).await };
-    let prepare = RolloutRequest { signed: SignedBody { prepare_only: true, ..Default::default() }, ..req.clone() };
+    let prepare = RolloutRequest { prepare_only: true, ..req.clone() };
     let to_sign: ToSign = client.rollout(target, &prepare).await?;
     let sig = signer.sign(to_sign.body.as_bytes());
     let signed = RolloutRequest {
         expected_current: to_sign.current.clone(),
-        signed: SignedBody {
-            prepare_only: false,
-            body: Some(to_sign.body),
-            signature: Some(sig.sig),
-            key_id: Some(sig.key_id),
-        },
+        body: Some(to_sign.body),
+        signature: Some(sig.sig),
+        key_id: Some(sig.key_id),
         ..req
     };
     client.rollout(target, &signed).await
 }
 
-fn state_line(t: &Target, s: &ChannelState) -> String {
-    let serving = s.serving.as_deref().unwrap_or("nothing");
-    match &s.rollout {
-        Some(r) => format!(
-            "{}: channel {} rolls out {} to {} % (others get {})",
-            label(t),
-            &s.channel,
-            &r.update_id,
-            r.percentage,
-            r.control_update_id.as_deref().unwrap_or("no update")
-        ),
-        None => format!("{}: channel {} serves {serving} to every device", label(t), &s.channel),
+fn state_line(t: &Target, channel: &str, s: &RolloutState) -> String {
+    if s.percentage >= 100 {
+        return format!("{}: channel {channel} serves {} to every device (rollout complete)", label(t), s.update_id);
     }
+    format!(
+        "{}: channel {channel} rolls out {} to {} % (others get {})",
+        label(t),
+        s.update_id,
+        s.percentage,
+        s.control_update_id.as_deref().unwrap_or("no update")
+    )
 }
 
 pub async fn explain(args: ExplainArgs, out: &Printer) -> Result<()> {
@@ -137,7 +132,7 @@ pub async fn explain(args: ExplainArgs, out: &Printer) -> Result<()> {
         }
     }
     let e: Explanation = client.explain(&query).await?;
-    for r in &e.reasons {
+    for r in &e.reasons() {
         out.line(r);
     }
     if out.json() {

@@ -40,16 +40,27 @@ pub struct Explanation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_kind: Option<RecordKind>,
+    /// The update the device said it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_update_id: Option<String>,
+    /// A `clientId` was given but is not a UUID (the device counts as sending none).
+    #[serde(default)]
+    pub client_id_invalid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<ExplainedRollout>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halted: Option<crate::storage::rollout::Halted>,
+    /// The device was told "no update" because it runs what the halt went back to.
+    #[serde(default)]
+    pub on_halt_control: bool,
     /// `update`, `rollBackToEmbedded`, `noUpdate` or `notFound` (protocol 0 with nothing to serve).
     pub answer: String,
     /// The update id served (for `update` and `rollBackToEmbedded`, the record's id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_id: Option<String>,
-    /// The decision in words, in the order it was made.
-    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<crate::protocol::time::Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,114 +72,117 @@ pub struct ExplainedRollout {
     pub control_update_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// The device's bucket as a fraction of 1 (inside when below percentage / 100).
+    /// The device's bucket in basis points, 0..=9999 (inside when below percentage × 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<f64>,
+    pub bucket_basis_points: Option<u16>,
     pub inside: bool,
 }
 
-/// Explains the answer `pointer` (the channel's pointer record) gives `req`.
+/// Explains the answer `pointer` (the channel's pointer record) gives `req`. Structured only:
+/// the words ([`Explanation::reasons`]) are made by whoever prints them (the CLI), which keeps
+/// the formatting out of the Worker.
 pub fn explain(req: &ManifestRequest, client_id_sent: bool, pointer: Option<&UpdateRecord>) -> Explanation {
     let d = decide_explained(req, pointer);
-    let mut reasons = Vec::new();
     let t = &req.target;
-    match pointer {
-        None => reasons.push(format!(
-            "nothing is published for {} {} runtimeVersion {} on channel {:?}",
-            t.slug,
-            t.platform,
-            t.runtime_version,
-            req.channel.as_str()
-        )),
-        Some(p) => reasons.push(format!(
-            "channel {:?} of {} {} runtimeVersion {} serves {} {}",
-            req.channel.as_str(),
-            t.slug,
-            t.platform,
-            t.runtime_version,
-            if p.kind == RecordKind::RollBackToEmbedded { "a rollBackToEmbedded directive" } else { "update" },
-            p.id
-        )),
-    }
-    if client_id_sent && req.client_id.is_none() {
-        reasons.push("the client id is not a UUID: the device counts as sending none".into());
-    }
     let rollout = pointer.and_then(|p| Some((p, p.rollout.as_ref()?))).map(|(p, r)| {
         let placement = d.rollout.expect("a rollout pointer places the device");
-        let control = r.control.as_ref().map(|c| c.id.clone());
-        reasons.push(match placement.bucket {
-            None => format!(
-                "update {} is rolling out to {} % of devices; without an eas-client-id the device is outside",
-                p.id, r.percentage
-            ),
-            Some(b) => format!(
-                "update {} is rolling out to {} % of devices; this device's bucket is {:.4} ({} % mark {:.4}): {}",
-                p.id,
-                r.percentage,
-                super::rollout::fraction(b),
-                r.percentage,
-                f64::from(r.percentage) / 100.0,
-                if placement.inside { "inside" } else { "outside" }
-            ),
-        });
-        if !placement.inside {
-            reasons.push(match &control {
-                Some(c) => format!("outside the rollout the device is answered with the control update {c}"),
-                None => "outside the rollout and nothing was served before it: no update".into(),
-            });
-        }
         ExplainedRollout {
             update_id: p.id.clone(),
             percentage: r.percentage,
-            control_update_id: control,
+            control_update_id: r.control.as_ref().map(|c| c.id.clone()),
             client_id: req.client_id.clone(),
-            bucket: placement.bucket.map(super::rollout::fraction),
+            bucket_basis_points: placement.bucket.map(super::rollout::basis_points),
             inside: placement.inside,
         }
     });
-    let halted = pointer.and_then(|p| p.halted.as_deref().cloned());
-    if let Some(h) = &halted {
-        reasons.push(format!(
-            "update {} was halted at {} ({}); the channel serves {}",
-            h.update_id,
-            h.at,
-            h.reason,
-            match &h.control_update_id {
-                Some(c) => format!("a republish of {c}"),
-                None => "a rollBackToEmbedded directive".into(),
-            }
-        ));
-        if d.on_halt_control {
-            reasons.push("the device already runs the update the halt went back to: no update".into());
-        }
-    }
-    let (answer, update_id) = match &d.outcome {
-        Outcome::Serve(r) if r.kind == RecordKind::RollBackToEmbedded => ("rollBackToEmbedded", Some(r.id.clone())),
-        Outcome::Serve(r) => ("update", Some(r.id.clone())),
+    let (answer, served) = match &d.outcome {
+        Outcome::Serve(r) if r.kind == RecordKind::RollBackToEmbedded => ("rollBackToEmbedded", Some(*r)),
+        Outcome::Serve(r) => ("update", Some(*r)),
         Outcome::NoUpdate => ("noUpdate", None),
         Outcome::NothingForV0 => ("notFound", None),
     };
-    reasons.push(match &d.outcome {
-        Outcome::Serve(r) if r.kind == RecordKind::RollBackToEmbedded => {
-            "answer: roll back to the embedded update".to_string()
-        }
-        Outcome::Serve(r) => format!("answer: update {} (created {})", r.id, r.created_at),
-        Outcome::NoUpdate if req.current_update_id.is_some() && !d.on_halt_control && pointer.is_some() => {
-            "answer: no update (the device already runs what it would be served)".into()
-        }
-        Outcome::NoUpdate => "answer: no update".into(),
-        Outcome::NothingForV0 => "answer: 404 (protocol 0 has no way to say \"no update\")".into(),
-    });
     Explanation {
         slug: t.slug.to_string(),
         platform: t.platform.to_string(),
         runtime_version: t.runtime_version.to_string(),
         channel: req.channel.to_string(),
         serving: pointer.map(|p| p.id.clone()),
+        serving_kind: pointer.map(|p| p.kind),
+        current_update_id: req.current_update_id.clone(),
+        client_id_invalid: client_id_sent && req.client_id.is_none(),
         rollout,
-        halted,
+        halted: pointer.and_then(|p| p.halted.as_deref().cloned()),
+        on_halt_control: d.on_halt_control,
         answer: answer.into(),
-        update_id,
-        reasons,
+        update_id: served.map(|r| r.id.clone()),
+        created_at: served.map(|r| r.created_at),
+    }
+}
+
+impl Explanation {
+    /// The decision in words, in the order it was made.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let where_ = format!("{} {} runtimeVersion {}", self.slug, self.platform, self.runtime_version);
+        out.push(match (&self.serving, self.serving_kind) {
+            (None, _) => format!("nothing is published for {where_} on channel {:?}", self.channel),
+            (Some(id), Some(RecordKind::RollBackToEmbedded)) => {
+                format!("channel {:?} of {where_} serves a rollBackToEmbedded directive ({id})", self.channel)
+            }
+            (Some(id), _) => format!("channel {:?} of {where_} serves update {id}", self.channel),
+        });
+        if self.client_id_invalid {
+            out.push("the client id is not a UUID: the device counts as sending none".into());
+        }
+        if let Some(r) = &self.rollout {
+            out.push(match r.bucket_basis_points {
+                None => format!(
+                    "update {} is rolling out to {} % of devices; without an eas-client-id the device is outside",
+                    r.update_id, r.percentage
+                ),
+                Some(bp) => format!(
+                    "update {} is rolling out to {} % of devices; this device's bucket is {}.{:02} %: {}",
+                    r.update_id,
+                    r.percentage,
+                    bp / 100,
+                    bp % 100,
+                    if r.inside { "inside" } else { "outside" }
+                ),
+            });
+            if !r.inside {
+                out.push(match &r.control_update_id {
+                    Some(c) => format!("outside the rollout the device is answered with the control update {c}"),
+                    None => "outside the rollout, and nothing was served before it".into(),
+                });
+            }
+        }
+        if let Some(h) = &self.halted {
+            out.push(format!(
+                "update {} was halted at {} ({}); the channel serves {}",
+                h.update_id,
+                h.at,
+                h.reason,
+                match &h.control_update_id {
+                    Some(c) => format!("a republish of {c}"),
+                    None => "a rollBackToEmbedded directive".into(),
+                }
+            ));
+            if self.on_halt_control {
+                out.push("the device already runs the update the halt went back to".into());
+            }
+        }
+        out.push(match (self.answer.as_str(), &self.update_id) {
+            ("rollBackToEmbedded", _) => "answer: roll back to the embedded update".to_string(),
+            ("update", Some(id)) => match self.created_at {
+                Some(at) => format!("answer: update {id} (created {at})"),
+                None => format!("answer: update {id}"),
+            },
+            ("noUpdate", _) if self.current_update_id.is_some() && self.serving.is_some() && !self.on_halt_control => {
+                "answer: no update (the device already runs what it would be served)".into()
+            }
+            ("notFound", _) => "answer: 404 (protocol 0 has no way to say \"no update\")".into(),
+            _ => "answer: no update".into(),
+        });
+        out
     }
 }

@@ -18,9 +18,11 @@ pub fn inside(bucket: u64, percentage: u8) -> bool {
     u128::from(bucket) * 100 < u128::from(percentage.min(100)) << 64
 }
 
-/// The bucket as a fraction in [0, 1), for people (explain); decisions use [`inside`].
-pub fn fraction(bucket: u64) -> f64 {
-    bucket as f64 / 18_446_744_073_709_551_616.0
+/// The bucket in basis points of the fleet (0..=9999: `floor(bucket / 2^64 * 10 000)`), for
+/// people (explain). Integer-only, so the Worker carries no float formatting; decisions use
+/// [`inside`].
+pub fn basis_points(bucket: u64) -> u16 {
+    ((u128::from(bucket) * 10_000) >> 64) as u16
 }
 
 #[cfg(test)]
@@ -61,6 +63,19 @@ mod tests {
     }
 
     #[test]
+    fn basis_points_agree_with_inside() {
+        for id in ids(2_000) {
+            let b = bucket(U, &id);
+            let bp = basis_points(b);
+            assert!(bp < 10_000);
+            // Inside p % exactly when the basis points are below p * 100.
+            for p in [1u8, 10, 50, 99] {
+                assert_eq!(inside(b, p), bp < u16::from(p) * 100, "{id} at {p} %");
+            }
+        }
+    }
+
+    #[test]
     fn bucket_growing_percentage_never_drops_a_device() {
         for id in ids(2_000) {
             let b = bucket(U, &id);
@@ -80,7 +95,7 @@ mod tests {
         // Per decile as well: no clustering of the fraction.
         let mut deciles = [0usize; 10];
         for id in &ids {
-            deciles[(fraction(bucket(U, id)) * 10.0) as usize] += 1;
+            deciles[usize::from(basis_points(bucket(U, id)) / 1_000)] += 1;
         }
         assert!(deciles.iter().all(|d| (*d as f64 / 100_000.0 - 0.1).abs() < 0.02), "{deciles:?}");
     }

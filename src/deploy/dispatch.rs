@@ -269,9 +269,7 @@ async fn run<B: Backend>(
             match outcome {
                 RolloutOutcome::Resumed(r) => released(WriteOutcome::Released(r), &mut noted),
                 RolloutOutcome::Moved(state) => {
-                    if let Some(id) = &state.serving {
-                        noted.update(id);
-                    }
+                    noted.update(&state.update_id);
                     json(200, &state)
                 }
                 RolloutOutcome::Halted(h) => {
@@ -594,7 +592,7 @@ mod tests {
                 "rollout halt",
                 Route::Rollout { target: t.clone() },
                 "",
-                json(serde_json::json!({"halt": true, "updateId": update_id})),
+                json(serde_json::json!({"halt": true, "expectedCurrent": update_id})),
                 Some(Scope::Rollback),
                 200,
             ),

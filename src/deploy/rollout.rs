@@ -22,7 +22,7 @@ use crate::validate;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/rollout/:slug/:platform/:runtimeVersion` (scope `rollback`): exactly one of
-/// `percentage`, `complete`, `revert`, `halt`, `resume`.
+/// `percentage` (100 completes the rollout), `revert`, `halt`, `resume`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRequest {
@@ -31,26 +31,29 @@ pub struct RolloutRequest {
     /// Grow the rollout to this percentage (it never shrinks; 100 completes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<u8>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub complete: bool,
     /// End the rollout: every device goes back to the control update (republished).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revert: bool,
-    /// Halt `updateId` (default: what the channel serves), rollout or not.
+    /// Halt what the channel serves (`expectedCurrent`, when given), rollout or not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub halt: bool,
     /// Serve the halted update again (republished; `prepareOnly`/`body`/`signature` as rollback).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resume: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The update id the caller saw served; 409 when the channel serves something else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_current: Option<String>,
-    #[serde(flatten)]
-    pub signed: SignedBody,
+    /// Resume only, as [`SignedBody`] on a rollback (spelled out: `flatten` costs wasm size).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepare_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// What a channel serves, for `health`, the dashboard and `rollout` answers.
@@ -95,8 +98,9 @@ pub enum HaltResult {
 pub struct HaltOutcome {
     pub result: HaltResult,
     pub update_id: String,
-    /// The channel's state after the operation.
-    pub state: ChannelState,
+    /// What the channel serves after the operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<String>,
     /// The revert installed (only when `result` is `halted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert: Option<CommitResponse>,
@@ -106,7 +110,8 @@ pub struct HaltOutcome {
 /// travels between the Worker and the app's writer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RolloutOutcome {
-    Moved(ChannelState),
+    /// The rollout's percentage now (100: completed, the update is the plain latest).
+    Moved(RolloutState),
     Halted(Box<HaltOutcome>),
     Resumed(ReleaseResponse),
 }
@@ -196,13 +201,13 @@ pub async fn halt<S: ObjectStore>(
         id::normalize_uuid(update_id).ok_or_else(|| ApiError::bad_request("updateId must be an update id"))?;
     let reason = check_reason(reason)?;
     let pointer = service::current(store, t, channel).await?;
-    let outcome = |result, state| HaltOutcome { result, update_id: update_id.clone(), state, revert: None };
-    let Some(p) = pointer else { return Ok(outcome(HaltResult::NotServing, state_of(channel, None))) };
+    let outcome = |result, serving| HaltOutcome { result, update_id: update_id.clone(), serving, revert: None };
+    let Some(p) = pointer else { return Ok(outcome(HaltResult::NotServing, None)) };
     if p.halted.as_ref().is_some_and(|h| h.update_id == update_id) {
-        return Ok(outcome(HaltResult::AlreadyHalted, state_of(channel, Some(&p))));
+        return Ok(outcome(HaltResult::AlreadyHalted, Some(p.id)));
     }
     if p.id != update_id {
-        return Ok(outcome(HaltResult::NotServing, state_of(channel, Some(&p))));
+        return Ok(outcome(HaltResult::NotServing, Some(p.id)));
     }
     let halted = get_record(store, t, &update_id).await?;
     let control = match (&p.rollout, &halted.revert) {
@@ -231,8 +236,12 @@ pub async fn halt<S: ObjectStore>(
         control_update_id: control.map(|c| c.id),
     };
     let installed = install_with(store, t, record, &Expect::Current(Some(update_id.clone())), None, Some(mark)).await?;
-    let state = channel_state(store, t, channel).await?;
-    Ok(HaltOutcome { result: HaltResult::Halted, update_id, state, revert: Some(installed) })
+    Ok(HaltOutcome {
+        result: HaltResult::Halted,
+        update_id,
+        serving: Some(installed.id.clone()),
+        revert: Some(installed),
+    })
 }
 
 /// The publisher's pre-signed revert of `halted`, when it has one and it can still be served:
@@ -351,14 +360,9 @@ pub async fn revert_to_sign<S: ObjectStore>(
     req: &CommitRequest,
     ctx: &Ctx<'_>,
 ) -> Result<ToSign, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Identity {
-        id: String,
-        created_at: String,
-    }
     let channel = validate::channel(req.channel.as_deref().unwrap_or(DEFAULT_CHANNEL))?;
-    let i: Identity = serde_json::from_str(&req.manifest)
+    // The manifest type every commit parses anyway (one more struct parser costs wasm size).
+    let i: crate::protocol::manifest::Manifest = serde_json::from_str(&req.manifest)
         .map_err(|e| ApiError::bad_request(format!("prepareRevert needs the manifest: {e}")))?;
     let update_id = id::normalize_uuid(&i.id).ok_or_else(|| ApiError::bad_request("manifest id is not a UUID"))?;
     let created_ms =
@@ -382,9 +386,9 @@ pub async fn change<S: ObjectStore>(
     ctx: &Ctx<'_>,
 ) -> Result<RolloutOutcome, ApiError> {
     let channel = validate::channel(req.channel.as_deref().unwrap_or(DEFAULT_CHANNEL))?.to_string();
-    let actions = [req.percentage.is_some(), req.complete, req.revert, req.halt, req.resume];
+    let actions = [req.percentage.is_some(), req.revert, req.halt, req.resume];
     if actions.iter().filter(|a| **a).count() != 1 {
-        return Err(ApiError::bad_request("send exactly one of percentage, complete, revert, halt or resume"));
+        return Err(ApiError::bad_request("send exactly one of percentage (100 completes), revert, halt or resume"));
     }
     let Some((etag, mut p)) = read_pointer(store, t, &channel).await? else {
         return Err(ApiError::not_found(format!("nothing is published on channel {channel:?}")));
@@ -405,10 +409,8 @@ pub async fn change<S: ObjectStore>(
                 "no rollout is in progress on channel {channel:?}; use halt, or rollback"
             )));
         }
-        let update_id = match (&req.update_id, req.revert) {
-            (Some(u), false) => u.clone(),
-            _ => p.id.clone(),
-        };
+        // What the channel serves (and, with expectedCurrent, what the caller saw: checked above).
+        let update_id = p.id.clone();
         let default = if req.revert { "rollout reverted" } else { "halted by hand" };
         let reason = req.reason.as_deref().unwrap_or(default);
         return Ok(RolloutOutcome::Halted(Box::new(halt(store, t, &channel, &update_id, reason, ctx).await?)));
@@ -422,7 +424,12 @@ pub async fn change<S: ObjectStore>(
             to: Some(h.update_id.clone()),
             expected_current: Some(p.id.clone()),
             message: Some(format!("resume of {}", h.update_id)),
-            signed: req.signed,
+            signed: SignedBody {
+                prepare_only: req.prepare_only,
+                body: req.body,
+                signature: req.signature,
+                key_id: req.key_id,
+            },
         };
         return Ok(RolloutOutcome::Resumed(release::rollback(store, t, rb, ctx).await?));
     }
@@ -432,18 +439,22 @@ pub async fn change<S: ObjectStore>(
         )));
     };
     match req.percentage {
-        Some(m) if m < rollout.percentage || m == 0 || m > 100 => {
+        Some(m) if m < rollout.percentage || m > 100 => {
             return Err(ApiError::unprocessable(format!(
                 "percentage must be between {} (the rollout's current percentage: it only grows, so devices keep the update) and 100; use revert to stop it",
                 rollout.percentage
             )))
         }
         Some(m) if m < 100 => rollout.percentage = m,
-        // 100 % or complete: the update becomes the channel's plain latest.
+        // 100 %: the update becomes the channel's plain latest.
         _ => p.rollout = None,
     }
     rewrite_pointer(store, t, etag, &p).await?;
-    Ok(RolloutOutcome::Moved(state_of(&channel, Some(&p))))
+    Ok(RolloutOutcome::Moved(RolloutState {
+        update_id: p.id.clone(),
+        percentage: p.rollout.as_ref().map_or(100, |r| r.percentage),
+        control_update_id: p.rollout.and_then(|r| r.control.map(|c| c.id)),
+    }))
 }
 
 #[cfg(test)]
