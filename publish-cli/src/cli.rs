@@ -292,7 +292,7 @@ pub struct RolloutArgs {
     #[arg(long, group = "action")]
     pub resume: bool,
     /// Why (stored with a halt or revert; at most 200 characters).
-    #[arg(long, value_parser = parse_message)]
+    #[arg(long, value_parser = crate::rollout::parse_reason)]
     pub reason: Option<String>,
     #[command(flatten)]
     pub signing: SigningArgs,

@@ -12,6 +12,15 @@ use expo_ota::deploy::api::{CommitResponse, ToSign};
 use expo_ota::deploy::rollout::{HaltOutcome, HaltResult, RolloutRequest, RolloutState};
 use expo_ota::storage::layout::Target;
 
+/// A halt reason, by the server's rule (at most 200 characters, no control characters), so a
+/// bad one fails before any request.
+pub fn parse_reason(s: &str) -> Result<String, String> {
+    if s.chars().count() > 200 || s.chars().any(char::is_control) {
+        return Err("must be at most 200 characters, without control characters".into());
+    }
+    Ok(s.to_string())
+}
+
 pub async fn rollout(args: RolloutArgs, out: &Printer) -> Result<()> {
     let token = crate::auth::require(args.server.auth_token.as_deref())?;
     let signer = crate::sign::from_args(&args.signing)?;
@@ -139,4 +148,46 @@ pub async fn explain(args: ExplainArgs, out: &Printer) -> Result<()> {
         out.emit(&e);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        let base = ["publish-cli", "--server", "https://ota.example.com"];
+        Cli::try_parse_from(base.iter().take(1).chain(args).chain(&base[1..]).copied()).map(|c| c.command)
+    }
+    const RT: [&str; 6] = ["--slug", "demo-app", "--platform", "ios", "--runtime-version", "1.0.3"];
+
+    #[test]
+    fn rollout_needs_exactly_one_action_and_a_growing_percentage_in_range() {
+        let with = |extra: &[&str]| parse(&[&["rollout"][..], &RT, extra].concat());
+        let Command::Rollout(r) = with(&["--percentage", "50"]).unwrap() else { panic!("not rollout") };
+        assert_eq!((r.percentage, r.channel.as_str(), r.complete), (Some(50), "production", false));
+        assert!(
+            matches!(with(&["--complete", "--channel", "beta"]).unwrap(), Command::Rollout(r) if r.complete && r.channel == "beta")
+        );
+        assert!(with(&[]).is_err(), "an action is required");
+        assert!(with(&["--percentage", "50", "--revert"]).is_err(), "one action at a time");
+        assert!(with(&["--percentage", "0"]).is_err() && with(&["--percentage", "101"]).is_err());
+        assert!(with(&["--halt", "--reason", "crash\u{7}"]).is_err(), "reasons are checked like messages");
+    }
+
+    #[test]
+    fn explain_takes_device_ids_and_publish_takes_a_rollout_percentage() {
+        let Command::Explain(e) =
+            parse(&[&["explain"][..], &RT, &["--current-update-id", "0F8D2A8E-0000-4000-8000-000000000001"]].concat())
+                .unwrap()
+        else {
+            panic!("not explain")
+        };
+        assert_eq!(e.current_update_id.as_deref(), Some("0f8d2a8e-0000-4000-8000-000000000001"));
+        assert!(parse(&[&["explain"][..], &RT, &["--embedded-update-id", "nope"]].concat()).is_err());
+        let publish =
+            |pct: &str| parse(&["publish", "--slug", "demo-app", "--export-dir", "dist", "--rollout-percentage", pct]);
+        assert!(matches!(publish("10").unwrap(), Command::Publish(p) if p.rollout_percentage == Some(10)));
+        assert!(publish("0").is_err() && publish("101").is_err());
+    }
 }

@@ -186,3 +186,56 @@ impl Explanation {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::rollout::Rollout;
+
+    fn record(id: &str) -> UpdateRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "createdAt": "2024-05-01T12:34:56.789Z", "slug": "demo-app", "platform": "ios",
+            "runtimeVersion": "1.0.3", "channel": "production", "body": "{}", "launchAssetBytes": 1,
+            "fileCount": 1, "totalBytes": 1, "files": []
+        }))
+        .unwrap()
+    }
+    const V1: &str = "0f8d2a8e-0000-4000-8000-000000000001";
+    const V2: &str = "0f8d2a8e-0000-4000-8000-000000000002";
+
+    #[test]
+    fn explain_outside_device_names_bucket_control_and_answer() {
+        let mut p = record(V2);
+        p.rollout = Some(Box::new(Rollout { percentage: 1, control: Some(Box::new(record(V1))) }));
+        // A device whose bucket is above 1 %.
+        let client = (0u32..)
+            .map(|i| crate::protocol::id::uuid_v4([i as u8, (i >> 8) as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]))
+            .find(|c| !super::super::rollout::inside(super::super::rollout::bucket(V2, c), 1))
+            .unwrap();
+        let q = format!("slug=demo-app&platform=ios&runtimeVersion=1.0.3&clientId={}", client.to_uppercase());
+        let e = explain(&request_from_query(&q).unwrap(), true, Some(&p));
+        assert_eq!((e.answer.as_str(), e.update_id.as_deref()), ("update", Some(V1)));
+        let r = e.rollout.as_ref().unwrap();
+        assert_eq!((r.inside, r.percentage, r.client_id.as_deref()), (false, 1, Some(client.as_str())));
+        assert!(r.bucket_basis_points.unwrap() >= 100);
+        let words = e.reasons().join("\n");
+        assert!(words.contains("rolling out to 1 % of devices"), "{words}");
+        assert!(words.contains(&format!("control update {V1}")), "{words}");
+        assert!(words.ends_with(&format!("answer: update {V1} (created 2024-05-01T12:34:56.789Z)")), "{words}");
+        // A client id that is not a UUID is said so, and the device is outside.
+        let e = explain(&request_from_query(&format!("{q}x")).unwrap(), true, Some(&p));
+        assert!(e.client_id_invalid && e.reasons()[1].contains("not a UUID"));
+        assert_eq!(e.rollout.unwrap().bucket_basis_points, None);
+    }
+
+    #[test]
+    fn explain_nothing_published_is_no_update_and_protocol_0_is_404() {
+        let q = "slug=demo-app&platform=android&runtimeVersion=1.0.3&channel=beta";
+        let e = explain(&request_from_query(q).unwrap(), false, None);
+        assert_eq!((e.answer.as_str(), e.channel.as_str()), ("noUpdate", "beta"));
+        assert!(e.reasons()[0].starts_with("nothing is published for demo-app android runtimeVersion 1.0.3"));
+        let e = explain(&request_from_query(&format!("{q}&protocolVersion=0")).unwrap(), false, None);
+        assert_eq!(e.answer, "notFound");
+        assert!(request_from_query("platform=ios&runtimeVersion=1").is_err(), "slug is required");
+    }
+}

@@ -342,9 +342,18 @@ pub(crate) async fn install_with<S: ObjectStore>(
         Some(p) => Condition::IfEtag(p.etag),
         None => Condition::IfAbsent,
     };
-    let pointer =
-        UpdateRecord { rollout: rollout.map(Box::new), halted: halted.map(Box::new), revert: None, ..record.clone() };
-    let json = if pointer == record { json } else { pointer.to_json().into_bytes() };
+    // The pointer is the record, plus rollout/halt state, minus the pre-signed revert.
+    let json = if rollout.is_none() && halted.is_none() && record.revert.is_none() {
+        json
+    } else {
+        let pointer = UpdateRecord {
+            rollout: rollout.map(Box::new),
+            halted: halted.map(Box::new),
+            revert: None,
+            ..record.clone()
+        };
+        pointer.to_json().into_bytes()
+    };
     if store.put(&pointer_key, json, opts(cond)).await?.is_none() {
         // Another publish moved the pointer since we read it; ours must not appear in history.
         store.delete(&[record_key]).await?;

@@ -275,7 +275,7 @@ fn rollout_route_refusals_change_nothing() {
     let before = s.fingerprint(&[app]);
     let e = s.api("POST", &path, Some(&json!({"percentage": 50}))).assert_error(422);
     assert!(e.contains("no rollout"), "{e}");
-    s.api("POST", &path, Some(&json!({"percentage": 50, "complete": true}))).assert_error(400);
+    s.api("POST", &path, Some(&json!({"percentage": 50, "halt": true}))).assert_error(400);
     s.api("POST", &path, Some(&json!({"halt": true, "reason": "line\nbreak"}))).assert_error(400);
     s.api("POST", &path, Some(&json!({"resume": true}))).assert_error(422);
     assert_eq!(s.fingerprint(&[app]), before);
