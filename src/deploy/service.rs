@@ -409,7 +409,16 @@ pub async fn delete_update<S: ObjectStore>(
 ) -> Result<DeleteUpdateResponse, ApiError> {
     let doomed = get_record(store, t, id).await?;
     let doomed_ms = doomed.created_at.millis();
-    let serving = current(store, t, &doomed.channel).await?.is_some_and(|c| c.id == doomed.id);
+    let pointer = current(store, t, &doomed.channel).await?;
+    // Devices outside a rollout are served its control from the pointer: its record (and so its
+    // files) must outlive the rollout.
+    if pointer.as_ref().and_then(|p| p.rollout.as_ref()?.control.as_ref()).is_some_and(|c| c.id == doomed.id) {
+        return Err(ApiError::conflict(format!(
+            "update {} is the control of the rollout on channel {:?}: complete or revert the rollout first",
+            doomed.id, doomed.channel
+        )));
+    }
+    let serving = pointer.is_some_and(|c| c.id == doomed.id);
     let mut promoted = None;
     if serving {
         let created_ms = next_created_ms(ctx.now_ms, latest_created(store, t).await?);

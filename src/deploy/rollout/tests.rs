@@ -308,3 +308,16 @@ fn device_like(r: &ManifestRequest) -> ManifestRequest {
     d.embedded_update_id = r.embedded_update_id.clone();
     d
 }
+
+#[test]
+fn delete_rollout_control_refused_until_the_rollout_ends() {
+    let (store, t) = setup();
+    let v1 = commit(&store, &t, &V1, 1_000, None);
+    commit(&store, &t, &V2, 2_000, Some(10));
+    let keys = store.keys();
+    let del = run(&store, WriteOp::DeleteUpdate { target: t.clone(), id: v1.id.clone() }, 3_000);
+    assert_eq!(del.unwrap_err().status, 409);
+    assert_eq!(store.keys(), keys, "refused delete changed storage");
+    change(&store, &t, RolloutRequest { percentage: Some(100), ..Default::default() }, 4_000).unwrap();
+    assert!(run(&store, WriteOp::DeleteUpdate { target: t.clone(), id: v1.id }, 5_000).is_ok());
+}
