@@ -107,8 +107,8 @@ struct Rendered {
 }
 
 /// `check::respond`, rendered once per cached record: the reply to an unsigned request served
-/// a record depends only on that record, the protocol version and the channel, and rendering it
-/// copies and hashes the whole manifest (the multipart boundary is a digest of the parts). A
+/// a record (the pointer's, or the rollout control embedded in it) depends only on that record,
+/// the protocol version and the channel, and rendering it copies and hashes the whole manifest (the multipart boundary is a digest of the parts). A
 /// render is kept while the pointer cache still holds its record (`Rc` identity, so a record
 /// read again from R2 is rendered again); signed answers are never kept.
 fn respond_check(
