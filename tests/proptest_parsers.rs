@@ -327,7 +327,7 @@ proptest! {
             Ok(r) => {
                 prop_assert!(["GET", "HEAD", "POST", "PUT", "DELETE"].contains(&method.as_str()), "{method:?}");
                 match &r {
-                    Route::Health | Route::Manifest | Route::ListUpdates | Route::CreateToken | Route::ListTokens | Route::Audit => {}
+                    Route::Health | Route::Manifest | Route::ListUpdates | Route::CreateToken | Route::ListTokens | Route::Audit | Route::Explain => {}
                     // The token id is checked (16 hex digits) in tokens::revoke; the router only
                     // guarantees it is one segment.
                     Route::RevokeToken { id } => prop_assert!(!id.contains('/'), "{id:?}"),
@@ -343,7 +343,7 @@ proptest! {
                         prop_assert!(validate::slug(slug).is_ok());
                         check_key_segment(slug)?;
                     }
-                    Route::PublishPrepare { target } | Route::PublishCommit { target } | Route::DeleteRuntime { target } | Route::Rollback { target } | Route::Promote { target } => check_target(target)?,
+                    Route::PublishPrepare { target } | Route::PublishCommit { target } | Route::DeleteRuntime { target } | Route::Rollback { target } | Route::Promote { target } | Route::Rollout { target } => check_target(target)?,
                     Route::UploadFile { target, sha256 } => {
                         check_target(target)?;
                         check_sha(sha256)?;

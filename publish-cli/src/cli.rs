@@ -48,6 +48,10 @@ pub enum Command {
     /// Android APKs for direct download (never offered to the updater plugin).
     #[command(subcommand)]
     Apk(crate::capacitor::ApkCommand),
+    /// Grow, complete, revert, halt or resume a channel's staged rollout (scope `rollback`).
+    Rollout(RolloutArgs),
+    /// Ask the server what a device would get from a check, and why (scope `read`).
+    Explain(ExplainArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +175,10 @@ pub struct PublishArgs {
     /// Files uploaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Serve the update to this percentage of the channel's devices only (1-100); the others
+    /// keep getting what the channel served before. Grow it with `rollout`.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub rollout_percentage: Option<u8>,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +266,65 @@ pub struct PromoteArgs {
     /// Note stored with the new update (default: `promoted from <channel>`).
     #[arg(long, value_parser = parse_message)]
     pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("action").required(true))]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Platform,
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: String,
+    #[arg(long, default_value = "production", value_parser = parse_channel)]
+    pub channel: String,
+    /// Grow the rollout to this percentage (it never shrinks: devices keep the update; 100 completes it).
+    #[arg(long, group = "action", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub percentage: Option<u8>,
+    /// Serve the rollout update to every device.
+    #[arg(long, group = "action")]
+    pub complete: bool,
+    /// End the rollout: every device goes back to the control update (republished, so devices
+    /// on the rollout update take it too; the publisher's pre-signed revert when there is one).
+    #[arg(long, group = "action")]
+    pub revert: bool,
+    /// Stop serving what the channel serves now (rollout or not), like an automatic halt.
+    #[arg(long, group = "action")]
+    pub halt: bool,
+    /// Serve the halted update again (republished; signed with --private-key).
+    #[arg(long, group = "action")]
+    pub resume: bool,
+    /// Why (stored with a halt or revert; at most 200 characters).
+    #[arg(long, value_parser = crate::rollout::parse_reason)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Platform,
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: String,
+    #[arg(long, default_value = "production", value_parser = parse_channel)]
+    pub channel: String,
+    /// The device's EAS-Client-ID (any case); without it the device is outside every rollout.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// The update the device runs (expo-current-update-id).
+    #[arg(long, value_parser = parse_update_id)]
+    pub current_update_id: Option<String>,
+    /// The update embedded in the device's build (expo-embedded-update-id).
+    #[arg(long, value_parser = parse_update_id)]
+    pub embedded_update_id: Option<String>,
 }
 
 /// Strips trailing slashes so paths can be appended; requires an http(s) URL without a query.

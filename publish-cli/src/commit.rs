@@ -40,6 +40,8 @@ pub struct Meta {
     pub channel: Option<String>,
     pub message: Option<String>,
     pub git_commit: Option<String>,
+    /// Start a staged rollout at this percentage (`--rollout-percentage`).
+    pub rollout_percentage: Option<u8>,
 }
 
 #[derive(Clone, Debug)]
@@ -68,7 +70,7 @@ pub async fn commit(
             Body::Manifest(m) => (m.clone(), None),
             Body::Directive(d) => (String::new(), Some(d.clone())),
         };
-        let req = CommitRequest {
+        let mut req = CommitRequest {
             manifest,
             directive,
             signature: signature.as_ref().map(|s| s.sig.clone()),
@@ -77,7 +79,17 @@ pub async fn commit(
             channel: meta.channel.clone(),
             message: meta.message.clone(),
             git_commit: meta.git_commit.clone(),
+            rollout_percentage: meta.rollout_percentage,
+            prepare_revert: false,
+            revert_body: None,
+            revert_signature: None,
         };
+        if let (Some(signer), Body::Manifest(_)) = (signer, &body) {
+            // Sign now what a halt of this update will serve: the server cannot sign it later.
+            let to_sign = client.prepare_revert(target, &CommitRequest { prepare_revert: true, ..req.clone() }).await?;
+            req.revert_signature = Some(signer.sign(to_sign.body.as_bytes()).sig);
+            req.revert_body = Some(to_sign.body);
+        }
         match client.commit(target, &req).await {
             Ok(response) => return Ok(Committed { response, body, signature }),
             Err(e) if attempt == 0 && upload::status_of(&e) == Some(409) => {

@@ -10,6 +10,7 @@ mod manage;
 mod printer;
 mod publish;
 mod rollback;
+mod rollout;
 mod sign;
 mod tokens;
 mod upload;
@@ -57,6 +58,14 @@ fn main() -> ExitCode {
             Command::Audit(a) => {
                 let out = Printer::new(a.server.json);
                 tokens::audit(a, &out).await
+            }
+            Command::Rollout(a) => {
+                let out = Printer::new(a.server.json);
+                rollout::rollout(a, &out).await
+            }
+            Command::Explain(a) => {
+                let out = Printer::new(a.server.json);
+                rollout::explain(a, &out).await
             }
         }
     });

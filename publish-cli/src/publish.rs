@@ -120,7 +120,12 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
         plan.prepared = Some(prep);
     }
 
-    let meta = Meta { channel: args.channel.clone(), message: args.message.clone(), git_commit };
+    let meta = Meta {
+        channel: args.channel.clone(),
+        message: args.message.clone(),
+        git_commit,
+        rollout_percentage: args.rollout_percentage,
+    };
     for plan in plans.iter().filter(|p| p.prepared.is_some()) {
         let c = commit(&client, plan, &export, &meta, signer.as_ref()).await?;
         verify::served(&client, &plan.target, args.channel.as_deref(), &c).await?;

@@ -9,7 +9,9 @@ use crate::export::LocalFile;
 use anyhow::{anyhow, bail, Context, Result};
 use expo_ota::access::audit::AuditList;
 use expo_ota::access::tokens::{CreateTokenRequest, CreateTokenResponse, TokenInfo, TokenList};
+use expo_ota::check::explain::Explanation;
 use expo_ota::deploy::api::*;
+use expo_ota::deploy::rollout::RolloutRequest;
 use expo_ota::storage::layout::Target;
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
@@ -233,6 +235,29 @@ impl Client {
         let what = format!("commit {}", label(t));
         let path = format!("/api/publish/{}/commit", target_path(t));
         let resp = self.send(&what, || async { Ok(self.request(Method::POST, &path).json(req)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    /// `POST …/commit` with `prepareRevert`: the revert body to sign for this manifest.
+    pub async fn prepare_revert(&self, t: &Target, req: &CommitRequest) -> Result<ToSign> {
+        let what = format!("prepare the revert of {}", label(t));
+        let path = format!("/api/publish/{}/commit", target_path(t));
+        let resp = self.send(&what, || async { Ok(self.request(Method::POST, &path).json(req)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    /// `POST /api/rollout/…` (scope `rollback`); the answer's shape depends on the action.
+    pub async fn rollout<T: serde::de::DeserializeOwned>(&self, t: &Target, req: &RolloutRequest) -> Result<T> {
+        let what = format!("rollout {}", label(t));
+        let path = format!("/api/rollout/{}", target_path(t));
+        let resp = self.send(&what, || async { Ok(self.request(Method::POST, &path).json(req)) }).await?;
+        Self::json(&what, resp).await
+    }
+
+    /// `GET /api/explain?…` (scope `read`).
+    pub async fn explain(&self, query: &[(&str, String)]) -> Result<Explanation> {
+        let what = "explain".to_string();
+        let resp = self.send(&what, || async { Ok(self.request(Method::GET, "/api/explain").query(query)) }).await?;
         Self::json(&what, resp).await
     }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 /// up to CHECK_CACHE_MS (default 1 s), so a few short retries are normal; a different answer
 /// after that is an error.
 pub async fn served(client: &Client, target: &Target, channel: Option<&str>, c: &Committed) -> Result<()> {
-    let headers = request_headers(channel, &c.body, c.signature.as_ref())?;
+    let mut headers = request_headers(channel, &c.body, c.signature.as_ref())?;
+    // A device inside any staged rollout of this update (a device outside gets the control).
+    headers.push(("eas-client-id", inside_client_id(&c.response.id)?));
     let mut last = None;
     for attempt in 0..6 {
         if attempt > 0 {
@@ -27,6 +29,18 @@ pub async fn served(client: &Client, target: &Target, channel: Option<&str>, c: 
         }
     }
     Err(last.expect("tried")).with_context(|| format!("verifying {}", upload::label(target)))
+}
+
+/// A client id whose rollout bucket for `update_id` is in the first 1 %, so it is inside every
+/// rollout percentage (about 100 hashes).
+fn inside_client_id(update_id: &str) -> Result<String> {
+    use expo_ota::check::rollout::{bucket, inside};
+    loop {
+        let id = new_update_id()?;
+        if inside(bucket(update_id, &id), 1) {
+            return Ok(id);
+        }
+    }
 }
 
 /// The headers of a device that would receive `body`: on `channel`, verifying signatures when

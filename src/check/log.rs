@@ -80,6 +80,7 @@ mod tests {
             expect_signature: None,
             fatal_error: None,
             recent_failed_update_ids: None,
+            client_id: None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! The manifest check: parse what the client sent, decide, and build the exact response bytes.
 
 pub mod cache;
+pub mod explain;
 pub mod log;
+pub mod rollout;
 
 use crate::error::ApiError;
 use crate::http::route::query_param;
@@ -30,6 +32,9 @@ pub struct ManifestRequest {
     pub expect_signature: Option<ExpectSignature>,
     pub fatal_error: Option<String>,
     pub recent_failed_update_ids: Option<String>,
+    /// `eas-client-id`, lowercased; `None` when missing or not a UUID (such a device is outside
+    /// every rollout: it gets the control update).
+    pub client_id: Option<String>,
 }
 
 /// Reads a check from the query string and headers (header names lowercase).
@@ -80,6 +85,7 @@ pub fn parse_request(query: &str, header: &dyn Fn(&str) -> Option<String>) -> Re
             .transpose()?,
         fatal_error: header("expo-fatal-error").map(|e| e.chars().take(1024).collect()),
         recent_failed_update_ids: header("expo-recent-failed-update-ids").map(|e| e.chars().take(2048).collect()),
+        client_id: header("eas-client-id").and_then(|c| id::normalize_uuid(&c)),
     })
 }
 
@@ -92,7 +98,63 @@ pub enum Outcome<'a> {
     NothingForV0,
 }
 
-pub fn decide<'a>(req: &ManifestRequest, current: Option<&'a UpdateRecord>) -> Outcome<'a> {
+/// How a rollout placed this device (see [`rollout`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Placement {
+    pub percentage: u8,
+    /// `None`: the request carried no usable `eas-client-id`, so the device is outside.
+    pub bucket: Option<u64>,
+    pub inside: bool,
+}
+
+/// The one check decision, with what led to it: the public check and `explain` both call
+/// [`decide_explained`], so they cannot disagree.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision<'a> {
+    pub outcome: Outcome<'a>,
+    /// Set when the channel's update is in a staged rollout.
+    pub rollout: Option<Placement>,
+    /// The device was answered from the rollout's control update instead of the channel's.
+    pub served_control: bool,
+    /// The channel serves a revert of a halted update and the device already runs what it
+    /// reverts to, so it is told "no update".
+    pub on_halt_control: bool,
+}
+
+pub fn decide<'a>(req: &ManifestRequest, pointer: Option<&'a UpdateRecord>) -> Outcome<'a> {
+    decide_explained(req, pointer).outcome
+}
+
+/// Decides a check from the channel pointer (the update with its rollout and halt state).
+pub fn decide_explained<'a>(req: &ManifestRequest, pointer: Option<&'a UpdateRecord>) -> Decision<'a> {
+    let mut d = Decision { outcome: Outcome::NoUpdate, rollout: None, served_control: false, on_halt_control: false };
+    let mut serve = pointer;
+    if let Some(p) = pointer {
+        if let Some(r) = &p.rollout {
+            let bucket = req.client_id.as_deref().map(|c| rollout::bucket(&p.id, c));
+            let inside = bucket.is_some_and(|b| rollout::inside(b, r.percentage));
+            d.rollout = Some(Placement { percentage: r.percentage, bucket, inside });
+            if !inside {
+                // Outside: the control update (nothing when the rollout started on an empty channel).
+                serve = r.control.as_deref();
+                d.served_control = true;
+            }
+        }
+        if let Some(h) = &p.halted {
+            let on_control = h.control_update_id.is_some() && req.current_update_id == h.control_update_id;
+            if on_control && req.protocol_version == 1 {
+                d.on_halt_control = true;
+                d.outcome = Outcome::NoUpdate;
+                return d;
+            }
+        }
+    }
+    d.outcome = plain_decision(req, serve);
+    d
+}
+
+/// The answer for a channel serving `current` to every device.
+fn plain_decision<'a>(req: &ManifestRequest, current: Option<&'a UpdateRecord>) -> Outcome<'a> {
     let v0 = req.protocol_version == 0;
     match current {
         None if v0 => Outcome::NothingForV0,
@@ -300,6 +362,9 @@ mod tests {
             file_count: 1,
             total_bytes: 1,
             files: vec![],
+            rollout: None,
+            halted: None,
+            revert: None,
         }
     }
     const ID: &str = "0f8d2a8e-0000-4000-8000-000000000001";

@@ -53,6 +53,18 @@ pub struct CommitRequest {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_commit: Option<String>,
+    /// Start a staged rollout at this percentage (1-99; 100 is a plain publish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_percentage: Option<u8>,
+    /// Answer the revert body to sign (200, nothing written) instead of committing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepare_revert: bool,
+    /// The revert body `prepareRevert` answered, and the publisher's signature over it (same
+    /// `keyId`): served if this update is halted, so a halt needs no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_signature: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

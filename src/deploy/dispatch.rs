@@ -14,6 +14,7 @@ use crate::deploy::api::{
 };
 use crate::deploy::formpublish::{self, FormPublish};
 use crate::deploy::release;
+use crate::deploy::rollout::{self, RolloutOutcome, RolloutRequest};
 use crate::deploy::service::{self, Ctx, UploadHeaders};
 use crate::deploy::writer::{WriteOp, WriteOutcome, Writer};
 use crate::error::ApiError;
@@ -93,6 +94,10 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
         }
         Route::PublishForm { slug } => (Action::Publish, Some(slug.clone())),
         Route::Rollback { target } | Route::Promote { target } => (Action::Rollback, app(target)),
+        // Rollout changes move a channel between updates already published on it (the rollout
+        // update and its control), with server-built bodies: the rollback scope's promise.
+        Route::Rollout { target } => (Action::Rollback, app(target)),
+        Route::Explain => (Action::Read, Some(query_slug(query)?)),
         Route::ListUpdates => (Action::Read, Some(query_slug(query)?)),
         Route::GetUpdate { target, .. } => (Action::Read, app(target)),
         Route::DeleteRuntime { target } | Route::DeleteUpdate { target, .. } => (Action::Delete, app(target)),
@@ -116,6 +121,7 @@ pub fn app_of(route: &Route) -> Option<String> {
         | Route::PublishCommit { target }
         | Route::Rollback { target }
         | Route::Promote { target }
+        | Route::Rollout { target }
         | Route::GetUpdate { target, .. }
         | Route::DeleteRuntime { target }
         | Route::DeleteUpdate { target, .. } => Some(target.slug.to_string()),
@@ -138,6 +144,7 @@ fn audit_entry(route: &Route, who: &Principal) -> Option<AuditEntry> {
         Route::PublishForm { slug } => Some(AuditEntry::new(who, "publish").with_slug(slug)),
         Route::Rollback { target } => on("rollback", target),
         Route::Promote { target } => on("promote", target),
+        Route::Rollout { target } => on("rollout", target),
         Route::DeleteRuntime { target } => on("delete-runtime", target),
         Route::DeleteUpdate { target, id } => {
             Some(AuditEntry::new(who, "delete-update").target(target).with_update_ids([id]))
@@ -156,6 +163,7 @@ fn invalidations(route: &Route) -> Vec<String> {
         Route::PublishCommit { target }
         | Route::Rollback { target }
         | Route::Promote { target }
+        | Route::Rollout { target }
         | Route::DeleteRuntime { target }
         | Route::DeleteUpdate { target, .. } => vec![target.prefix()],
         Route::PublishForm { slug } => vec![format!("{slug}/")],
@@ -173,7 +181,9 @@ pub async fn handle<B: Backend>(
     ctx: &Ctx<'_>,
 ) -> Handled {
     let mut audit = audit_entry(&req.route, who);
-    let releasing = matches!(req.route, Route::Rollback { .. } | Route::Promote { .. });
+    // A commit answers 200 only for `prepareRevert`. (A rollout answers 200 for its changes, so
+    // a resume's `prepareOnly` is audited like any rollout request.)
+    let releasing = matches!(req.route, Route::Rollback { .. } | Route::Promote { .. } | Route::PublishCommit { .. });
     let invalidate = invalidations(&req.route);
     let mut after = Vec::new();
     let reply = async {
@@ -222,6 +232,9 @@ async fn run<B: Backend>(
             if commit.directive.is_some() {
                 auth::authorize(who, Action::Rollback, Some(&target.slug))?;
             }
+            if commit.prepare_revert {
+                return json(200, &rollout::revert_to_sign(store, &target, &commit, ctx).await?);
+            }
             match b.writer().write(WriteOp::Commit { target, request: commit }, ctx).await? {
                 WriteOutcome::Committed(c) => {
                     noted.update(&c.id);
@@ -249,6 +262,34 @@ async fn run<B: Backend>(
             let request: PromoteRequest = read_json(body, req.header, cap).await?;
             noted.channel(&request.to_channel);
             released(b.writer().write(WriteOp::Promote { target, request }, ctx).await?, &mut noted)
+        }
+        Route::Rollout { target } => {
+            let request: RolloutRequest = read_json(body, req.header, cap).await?;
+            noted.channel(request.channel.as_deref().unwrap_or(DEFAULT_CHANNEL));
+            let outcome = match b.writer().write(WriteOp::Rollout { target, request }, ctx).await? {
+                WriteOutcome::RolledOut(o) => *o,
+                other => return Err(unexpected(&other)),
+            };
+            match outcome {
+                RolloutOutcome::Resumed(r) => released(WriteOutcome::Released(r), &mut noted),
+                RolloutOutcome::Moved(state) => {
+                    noted.update(&state.update_id);
+                    json(200, &state)
+                }
+                RolloutOutcome::Halted(h) => {
+                    noted.update(&h.update_id);
+                    if let Some(r) = &h.revert {
+                        noted.update(&r.id);
+                    }
+                    json(200, &h)
+                }
+            }
+        }
+        Route::Explain => {
+            let mreq = crate::check::explain::request_from_query(req.query)?;
+            let pointer = service::current(store, &mreq.target, &mreq.channel).await?;
+            let sent = query_param(req.query, "clientId").is_some_and(|c| !c.is_empty());
+            json(200, &crate::check::explain::explain(&mreq, sent, pointer.as_ref()))
         }
         Route::ListUpdates => json(200, &service::list(store, &query_slug(req.query)?).await?),
         Route::GetUpdate { target, id } => json(200, &service::get_record(store, &target, &id).await?),
@@ -558,6 +599,22 @@ mod tests {
                 Some(Scope::Rollback),
                 201,
             ),
+            case(
+                "rollout halt",
+                Route::Rollout { target: t.clone() },
+                "",
+                json(serde_json::json!({"halt": true, "expectedCurrent": update_id})),
+                Some(Scope::Rollback),
+                200,
+            ),
+            case(
+                "explain",
+                Route::Explain,
+                &format!("slug={slug}&platform=ios&runtimeVersion=1.0.3"),
+                Vec::new(),
+                Some(Scope::Read),
+                200,
+            ),
             case("list", Route::ListUpdates, &format!("slug={slug}"), Vec::new(), Some(Scope::Read), 200),
             case(
                 "get",
@@ -739,7 +796,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 9 * 2 * (15 + 8));
+        assert_eq!(checked, 9 * 2 * (15 + 8 + 2));
     }
 
     #[test]
@@ -753,6 +810,7 @@ mod tests {
                     | Route::PublishForm { .. }
                     | Route::Rollback { .. }
                     | Route::Promote { .. }
+                    | Route::Rollout { .. }
                     | Route::DeleteUpdate { .. }
                     | Route::DeleteRuntime { .. }
                     | Route::CreateToken
@@ -773,6 +831,7 @@ mod tests {
                 Route::PublishCommit { .. }
                 | Route::Rollback { .. }
                 | Route::Promote { .. }
+                | Route::Rollout { .. }
                 | Route::DeleteUpdate { .. }
                 | Route::DeleteRuntime { .. } => vec![t.prefix()],
                 Route::PublishForm { .. } => vec![format!("{OWN}/")],
@@ -790,6 +849,7 @@ mod tests {
         for c in cases(OWN, &ids[0]) {
             let want = match c.route {
                 Route::ListUpdates
+                | Route::Explain
                 | Route::Audit
                 | Route::CreateToken
                 | Route::ListTokens

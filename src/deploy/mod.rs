@@ -8,6 +8,7 @@ pub mod formdata;
 pub mod formpublish;
 pub mod gc;
 pub mod release;
+pub mod rollout;
 pub mod service;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -22,7 +22,7 @@ use crate::validate;
 const MAX_CHAIN: usize = 64;
 
 /// What a channel is made to serve.
-enum Source {
+pub(crate) enum Source {
     Record(Box<UpdateRecord>),
     Embedded,
 }
@@ -118,7 +118,7 @@ fn check_expected(channel: &str, serving: Option<&UpdateRecord>, expected: Optio
 /// The update to roll back to: the newest update the channel served before the original
 /// publish behind `cur` (following `republishedFrom` on the same channel, so repeated rollbacks
 /// walk further back instead of alternating). Reads one page of the served log.
-async fn previous_update<S: ObjectStore>(
+pub(crate) async fn previous_update<S: ObjectStore>(
     store: &S,
     t: &Target,
     cur: &UpdateRecord,
@@ -257,7 +257,7 @@ fn body_identity(body: &str) -> Result<(String, u64), ApiError> {
 }
 
 /// The record `source` becomes on `channel`: same files, new id and createdAt.
-fn build(
+pub(crate) fn build(
     t: &Target,
     channel: &str,
     source: &Source,
@@ -275,13 +275,13 @@ fn build(
                 return Err(ApiError::unprocessable("the signed body is a directive, but this release is an update"));
             }
             let body = manifest::republish(&m, update_id.clone(), created_ms, channel, &ctx.asset_base_url(t)).render();
-            UpdateRecord { id: update_id, body, republished_from: Some(prev.id.clone()), ..(**prev).clone() }
+            UpdateRecord { id: update_id, body, republished_from: Some(prev.id.clone()), ..(**prev).clone().plain() }
         }
         Source::Record(prev) => UpdateRecord {
             id: fresh_id(update_id),
             body: directive(),
             republished_from: Some(prev.id.clone()),
-            ..(**prev).clone()
+            ..(**prev).clone().plain()
         },
         Source::Embedded => UpdateRecord {
             id: fresh_id(update_id),
@@ -301,6 +301,9 @@ fn build(
             file_count: 0,
             total_bytes: 0,
             files: Vec::new(),
+            rollout: None,
+            halted: None,
+            revert: None,
         },
     };
     if record.kind == RecordKind::RollBackToEmbedded {
@@ -315,7 +318,11 @@ fn build(
 
 /// Every file of a republished update must still be stored (a runtime deleted and recreated
 /// could have lost them); 422 names what is missing.
-async fn verify_still_stored<S: ObjectStore>(store: &S, t: &Target, record: &UpdateRecord) -> Result<(), ApiError> {
+pub(crate) async fn verify_still_stored<S: ObjectStore>(
+    store: &S,
+    t: &Target,
+    record: &UpdateRecord,
+) -> Result<(), ApiError> {
     let mut missing = Vec::new();
     for f in &record.files {
         if store.head(&t.file_key(f)).await?.is_none() {

@@ -139,6 +139,13 @@ pub async fn commit<S: ObjectStore>(
     if let Some(m) = &req.message {
         check_message(m)?;
     }
+    let req_rollout = CommitRequest {
+        rollout_percentage: req.rollout_percentage,
+        revert_body: req.revert_body.clone(),
+        revert_signature: req.revert_signature.clone(),
+        key_id: req.key_id.clone(),
+        ..Default::default()
+    };
     if req.git_commit.as_ref().is_some_and(|c| c.len() < 7 || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
     {
         return Err(ApiError::bad_request("gitCommit must be a hex commit hash"));
@@ -165,6 +172,9 @@ pub async fn commit<S: ObjectStore>(
         file_count: 0,
         total_bytes: 0,
         files: Vec::new(),
+        rollout: None,
+        halted: None,
+        revert: None,
     };
     let created_ms = match (req.directive, req.manifest.is_empty()) {
         (Some(directive), true) => {
@@ -202,7 +212,8 @@ pub async fn commit<S: ObjectStore>(
         )));
     }
     record.created_at = Timestamp::from_millis(created_ms);
-    install(store, t, record, &Expect::Anything).await
+    let rollout = crate::deploy::rollout::on_commit(store, t, &mut record, &req_rollout, ctx).await?;
+    install_with(store, t, record, &Expect::Anything, rollout, None).await
 }
 
 /// An update message: at most 1000 characters, no NUL.
@@ -278,6 +289,20 @@ pub(crate) async fn install<S: ObjectStore>(
     record: UpdateRecord,
     expect: &Expect,
 ) -> Result<CommitResponse, ApiError> {
+    install_with(store, t, record, expect, None, None).await
+}
+
+/// [`install`], with the rollout or halt state the channel pointer starts with (see
+/// `deploy::rollout`). The pointer never carries the record's pre-signed revert: the check does
+/// not need it.
+pub(crate) async fn install_with<S: ObjectStore>(
+    store: &S,
+    t: &Target,
+    record: UpdateRecord,
+    expect: &Expect,
+    rollout: Option<crate::storage::rollout::Rollout>,
+    halted: Option<crate::storage::rollout::Halted>,
+) -> Result<CommitResponse, ApiError> {
     let pointer_key = t.channel_key(&record.channel);
     let previous = store.head(&pointer_key).await?;
     if let Expect::Current(want) = expect {
@@ -316,6 +341,18 @@ pub(crate) async fn install<S: ObjectStore>(
     let cond = match previous {
         Some(p) => Condition::IfEtag(p.etag),
         None => Condition::IfAbsent,
+    };
+    // The pointer is the record, plus rollout/halt state, minus the pre-signed revert.
+    let json = if rollout.is_none() && halted.is_none() && record.revert.is_none() {
+        json
+    } else {
+        let pointer = UpdateRecord {
+            rollout: rollout.map(Box::new),
+            halted: halted.map(Box::new),
+            revert: None,
+            ..record.clone()
+        };
+        pointer.to_json().into_bytes()
     };
     if store.put(&pointer_key, json, opts(cond)).await?.is_none() {
         // Another publish moved the pointer since we read it; ours must not appear in history.
@@ -372,7 +409,16 @@ pub async fn delete_update<S: ObjectStore>(
 ) -> Result<DeleteUpdateResponse, ApiError> {
     let doomed = get_record(store, t, id).await?;
     let doomed_ms = doomed.created_at.millis();
-    let serving = current(store, t, &doomed.channel).await?.is_some_and(|c| c.id == doomed.id);
+    let pointer = current(store, t, &doomed.channel).await?;
+    // Devices outside a rollout are served its control from the pointer: its record (and so its
+    // files) must outlive the rollout.
+    if pointer.as_ref().and_then(|p| p.rollout.as_ref()?.control.as_ref()).is_some_and(|c| c.id == doomed.id) {
+        return Err(ApiError::conflict(format!(
+            "update {} is the control of the rollout on channel {:?}: complete or revert the rollout first",
+            doomed.id, doomed.channel
+        )));
+    }
+    let serving = pointer.is_some_and(|c| c.id == doomed.id);
     let mut promoted = None;
     if serving {
         let created_ms = next_created_ms(ctx.now_ms, latest_created(store, t).await?);
@@ -388,7 +434,7 @@ pub async fn delete_update<S: ObjectStore>(
                 republished_from: None,
                 git_commit: None,
                 id: crate::protocol::id::uuid_v4((ctx.random)()),
-                ..doomed.clone()
+                ..doomed.clone().plain()
             },
         };
         record.created_at = Timestamp::from_millis(created_ms);
@@ -448,7 +494,7 @@ pub(crate) fn republished(
         }
         RecordKind::RollBackToEmbedded => manifest::Directive::roll_back_to_embedded(created_ms).render(),
     };
-    Ok(UpdateRecord { id, body, republished_from: Some(prev.id.clone()), ..prev.clone() })
+    Ok(UpdateRecord { id, body, republished_from: Some(prev.id.clone()), ..prev.clone().plain() })
 }
 
 /// What listing needs, kept in R2 custom metadata so `list` never opens a record.

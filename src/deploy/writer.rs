@@ -9,6 +9,7 @@ use crate::deploy::api::{
     CommitRequest, CommitResponse, DeleteResponse, DeleteUpdateResponse, FormPublishResponse, PromoteRequest,
     ReleaseResponse, RollbackRequest,
 };
+use crate::deploy::rollout::{self, HaltOutcome, RolloutOutcome, RolloutRequest};
 use crate::deploy::service::{self, Ctx};
 use crate::deploy::{formpublish, gc, release};
 use crate::error::ApiError;
@@ -52,6 +53,22 @@ pub enum WriteOp {
     },
     /// A change to the app's Capacitor state (publish, rollback, delete, channel settings, APK).
     Capacitor(crate::capacitor::state::CapOp),
+    /// Moves, completes, reverts, halts or resumes a channel's rollout (`deploy::rollout`).
+    Rollout {
+        target: Target,
+        request: RolloutRequest,
+    },
+    /// Halts `update_id` on `channel`: the channel serves the update it served before again,
+    /// republished (new id, createdAt newer than the halted update; the pre-signed revert stored
+    /// with the update when the publisher signs) or rollBackToEmbedded when nothing came before.
+    /// Re-checks at the write that `update_id` is still what the channel serves (as latest or as
+    /// an active rollout); a no-op answer (not an error) otherwise. Idempotent.
+    Halt {
+        target: Target,
+        channel: String,
+        update_id: String,
+        reason: String,
+    },
 }
 
 impl WriteOp {
@@ -63,7 +80,9 @@ impl WriteOp {
             | WriteOp::Promote { target, .. }
             | WriteOp::DeleteUpdate { target, .. }
             | WriteOp::DeleteRuntime { target }
-            | WriteOp::CollectFiles { target } => &target.slug,
+            | WriteOp::CollectFiles { target }
+            | WriteOp::Rollout { target, .. }
+            | WriteOp::Halt { target, .. } => &target.slug,
             WriteOp::Commits { commits } => commits.first().map_or("", |(t, _)| t.slug.as_str()),
             WriteOp::Capacitor(op) => op.slug(),
         }
@@ -80,6 +99,8 @@ pub enum WriteOutcome {
     Collected(gc::Collected),
     /// The Capacitor route's JSON answer.
     Capacitor(serde_json::Value),
+    RolledOut(Box<RolloutOutcome>),
+    Halted(Box<HaltOutcome>),
 }
 
 /// Applies one operation. Callers must hold the app's writer (see the module doc).
@@ -108,6 +129,12 @@ pub async fn apply<S: ObjectStore>(store: &S, op: WriteOp, ctx: &Ctx<'_>) -> Res
             WriteOutcome::Collected(gc::collect_files(store, &target, ctx.now_ms, gc::GRACE_MS).await?)
         }
         WriteOp::Capacitor(op) => WriteOutcome::Capacitor(crate::capacitor::state::apply(store, op, ctx).await?),
+        WriteOp::Rollout { target, request } => {
+            WriteOutcome::RolledOut(Box::new(rollout::change(store, &target, request, ctx).await?))
+        }
+        WriteOp::Halt { target, channel, update_id, reason } => {
+            WriteOutcome::Halted(Box::new(rollout::halt(store, &target, &channel, &update_id, &reason, ctx).await?))
+        }
     })
 }
 

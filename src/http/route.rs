@@ -73,6 +73,14 @@ pub enum Route {
     Audit,
     /// `/api/capacitor/:appId/…` and `/api/apk/:appId/…` (see `crate::capacitor::route`).
     Capacitor(crate::capacitor::route::CapRoute),
+    /// `POST /api/rollout/:slug/:platform/:runtimeVersion` — grow, complete, revert, halt or
+    /// resume a channel's staged rollout.
+    Rollout {
+        target: Target,
+    },
+    /// `GET /api/explain?slug=&platform=&runtimeVersion=&channel=&clientId=&…` — what a device
+    /// would get from a check, and why.
+    Explain,
 }
 
 impl Route {
@@ -159,6 +167,11 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
         }
         ["api", "audit"] => allow("GET").map(|_| Route::Audit),
         ["api", "capacitor" | "apk", _, ..] => crate::capacitor::route::parse(method, &segs).map(Route::Capacitor),
+        ["api", "rollout", slug, platform, rv] => {
+            allow("POST")?;
+            Ok(Route::Rollout { target: target(slug, platform, rv)? })
+        }
+        ["api", "explain"] => allow("GET").map(|_| Route::Explain),
         _ => Err(ApiError::not_found("no such route")),
     }
 }
@@ -233,6 +246,12 @@ mod tests {
             Route::UploadFile { target: t("demo-app", Platform::Ios, "1.0.0+b(1)"), sha256: SHA.into() }
         );
         assert_eq!(parse("GET", "/api/updates").unwrap(), Route::ListUpdates);
+        assert_eq!(
+            parse("POST", "/api/rollout/demo-app/ios/1.0.3").unwrap(),
+            Route::Rollout { target: t("demo-app", Platform::Ios, "1.0.3") }
+        );
+        assert_eq!(parse("GET", "/api/explain").unwrap(), Route::Explain);
+        assert_eq!(parse("GET", "/api/rollout/demo-app/ios/1.0.3").unwrap_err().status, 405);
         assert_eq!(
             parse("DELETE", "/api/updates/demo-app/ios/1.0.3").unwrap(),
             Route::DeleteRuntime { target: t("demo-app", Platform::Ios, "1.0.3") }

@@ -3,4 +3,5 @@
 
 pub mod layout;
 pub mod record;
+pub mod rollout;
 pub mod store;

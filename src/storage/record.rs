@@ -52,9 +52,26 @@ pub struct UpdateRecord {
     pub total_bytes: u64,
     /// SHA-256 hex of every file the manifest names.
     pub files: Vec<String>,
+    /// Channel pointer only: the staged rollout of this update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Box<crate::storage::rollout::Rollout>>,
+    /// Channel pointer only: this update is a revert serving because another one was halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<Box<crate::storage::rollout::Halted>>,
+    /// Record only: what a halt of this update goes back to (and its pre-signed body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<Box<crate::storage::rollout::Revert>>,
 }
 
 impl UpdateRecord {
+    /// The record without channel-pointer state or its revert: what a copy (a control, a
+    /// republish) starts from.
+    pub fn plain(mut self) -> Self {
+        self.rollout = None;
+        self.halted = None;
+        self.revert = None;
+        self
+    }
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("record serializes")
     }

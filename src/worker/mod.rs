@@ -101,14 +101,16 @@ const MAX_RENDERED: usize = 16;
 
 struct Rendered {
     record: Rc<UpdateRecord>,
+    /// The reply serves the rollout's control, embedded in `record` (not `record` itself).
+    control: bool,
     protocol_version: u8,
     channel: crate::validate::Channel,
     reply: Reply,
 }
 
 /// `check::respond`, rendered once per cached record: the reply to an unsigned request served
-/// a record depends only on that record, the protocol version and the channel, and rendering it
-/// copies and hashes the whole manifest (the multipart boundary is a digest of the parts). A
+/// a record (the pointer's, or the rollout control embedded in it) depends only on that record,
+/// the protocol version and the channel, and rendering it copies and hashes the whole manifest (the multipart boundary is a digest of the parts). A
 /// render is kept while the pointer cache still holds its record (`Rc` identity, so a record
 /// read again from R2 is rendered again); signed answers are never kept.
 fn respond_check(
@@ -117,14 +119,17 @@ fn respond_check(
     outcome: &check::Outcome<'_>,
     signature: Option<&str>,
 ) -> Reply {
-    let record = match (outcome, current) {
-        (check::Outcome::Serve(_), Some(r)) if mreq.expect_signature.is_none() => r,
+    let (record, control) = match (outcome, current) {
+        (check::Outcome::Serve(s), Some(r)) if mreq.expect_signature.is_none() => (r, !std::ptr::eq(*s, &**r)),
         _ => return check::respond(mreq, outcome, signature),
     };
     RENDERED.with(|cell| {
         let mut kept = cell.borrow_mut();
         let same = |e: &&Rendered| {
-            Rc::ptr_eq(&e.record, record) && e.protocol_version == mreq.protocol_version && e.channel == mreq.channel
+            Rc::ptr_eq(&e.record, record)
+                && e.control == control
+                && e.protocol_version == mreq.protocol_version
+                && e.channel == mreq.channel
         };
         if let Some(hit) = kept.iter().find(same) {
             return hit.reply.clone();
@@ -135,6 +140,7 @@ fn respond_check(
         if kept.len() < MAX_RENDERED {
             kept.push(Rendered {
                 record: record.clone(),
+                control,
                 protocol_version: mreq.protocol_version,
                 channel: mreq.channel.clone(),
                 reply: reply.clone(),

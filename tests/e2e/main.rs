@@ -25,6 +25,7 @@ mod deploy;
 mod hostile;
 mod protocol;
 mod releases;
+mod rollouts;
 mod signing;
 mod tokens;
 mod writer;
