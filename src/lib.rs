@@ -11,6 +11,8 @@
 //! - [`check`] — the public manifest check and its per-isolate cache.
 //! - [`deploy`] — publish, commit, delete, rollback, promote, and the dispatcher that maps a deploy
 //!   request and a credential to an operation, an audit entry and cache invalidations.
+//! - [`health`] — update health from the client's own headers: signals, the per-isolate batch,
+//!   counters, the automatic-halt rule.
 //! - [`http`] — routes parsed into a plain enum.
 //! - `worker` (wasm32 only) — the workers-rs adapter: `worker::Request` ↔ core types, streaming,
 //!   R2, WebCrypto, the per-app writer Durable Object.
@@ -23,6 +25,7 @@ pub mod check;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod protocol;
 pub mod storage;
