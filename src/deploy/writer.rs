@@ -50,6 +50,14 @@ pub enum WriteOp {
     CollectFiles {
         target: Target,
     },
+    /// Stops serving `update_id` on `channel` if it is still served (h-rollout implements it;
+    /// this stub republishes the previous update with `expectedCurrent = update_id`).
+    Halt {
+        target: Target,
+        channel: String,
+        update_id: String,
+        reason: String,
+    },
 }
 
 impl WriteOp {
@@ -61,7 +69,8 @@ impl WriteOp {
             | WriteOp::Promote { target, .. }
             | WriteOp::DeleteUpdate { target, .. }
             | WriteOp::DeleteRuntime { target }
-            | WriteOp::CollectFiles { target } => &target.slug,
+            | WriteOp::CollectFiles { target }
+            | WriteOp::Halt { target, .. } => &target.slug,
             WriteOp::Commits { commits } => commits.first().map_or("", |(t, _)| t.slug.as_str()),
         }
     }
@@ -101,6 +110,16 @@ pub async fn apply<S: ObjectStore>(store: &S, op: WriteOp, ctx: &Ctx<'_>) -> Res
         }
         WriteOp::CollectFiles { target } => {
             WriteOutcome::Collected(gc::collect_files(store, &target, ctx.now_ms, gc::GRACE_MS).await?)
+        }
+        WriteOp::Halt { target, channel, update_id, reason } => {
+            let message: String = format!("halt: {reason}").chars().take(200).collect();
+            let request = RollbackRequest {
+                channel: Some(channel),
+                expected_current: Some(update_id),
+                message: Some(message),
+                ..Default::default()
+            };
+            WriteOutcome::Released(release::rollback(store, &target, request, ctx).await?)
         }
     })
 }
