@@ -17,6 +17,7 @@ use crate::deploy::release;
 use crate::deploy::service::{self, Ctx, UploadHeaders};
 use crate::deploy::writer::{WriteOp, WriteOutcome, Writer};
 use crate::error::ApiError;
+use crate::health;
 use crate::http::route::{query_param, Route};
 use crate::protocol::hash;
 use crate::storage::layout::Target;
@@ -25,11 +26,18 @@ use crate::validate;
 use serde::Serialize;
 
 /// What a backend provides to the deploy API.
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     type Store: ObjectStore;
     type Writer: Writer;
     fn store(&self) -> &Self::Store;
     fn writer(&self) -> &Self::Writer;
+    /// The app's update-health counters (they live beside its writer); a backend without them
+    /// answers 501.
+    async fn health_report(&self, filter: &health::store::Filter) -> Result<health::store::HealthReport, ApiError> {
+        let _ = filter;
+        Err(ApiError::new(501, "update health is not available on this server"))
+    }
 }
 
 /// A request body: read in chunks by the core (JSON, forms), or streamed by the backend into
@@ -101,6 +109,7 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
             Some(s) => (Action::Read, Some(validate::slug(&s)?.to_string())),
             None => (Action::Admin, None),
         },
+        Route::HealthReport => (Action::Read, Some(query_slug(query)?)),
         Route::Health | Route::Manifest | Route::Asset { .. } => {
             return Err(ApiError::internal("public routes are not deploy operations"))
         }
@@ -276,6 +285,7 @@ async fn run<B: Backend>(
             let q = audit::AuditQuery::from_params(&|n| query_param(req.query, n))?;
             json(200, &audit::list_page(store, &q).await?)
         }
+        Route::HealthReport => json(200, &b.health_report(&health::store::Filter::from_query(req.query)?).await?),
         Route::Health | Route::Manifest | Route::Asset { .. } => Err(ApiError::internal("not a deploy route")),
     }
 }
@@ -584,6 +594,7 @@ mod tests {
             case("token list", Route::ListTokens, "", Vec::new(), None, 200),
             case("token revoke", Route::RevokeToken { id: "fedcba9876543210".into() }, "", Vec::new(), None, 404),
             case("audit of every app", Route::Audit, "", Vec::new(), None, 200),
+            case("health", Route::HealthReport, &format!("slug={slug}"), Vec::new(), Some(Scope::Read), 200),
         ]
     }
 
@@ -642,7 +653,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 9 * 2 * 15);
+        assert_eq!(checked, 9 * 2 * 16);
     }
 
     #[test]
@@ -693,6 +704,7 @@ mod tests {
             let want = match c.route {
                 Route::ListUpdates
                 | Route::Audit
+                | Route::HealthReport
                 | Route::CreateToken
                 | Route::ListTokens
                 | Route::RevokeToken { .. } => None,

@@ -71,6 +71,8 @@ pub enum Route {
     },
     /// `GET /api/audit?slug=&since=&limit=`
     Audit,
+    /// `GET /api/health?slug=&platform=&runtimeVersion=&channel=` — update health counters.
+    HealthReport,
 }
 
 impl Route {
@@ -153,6 +155,7 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             Ok(Route::RevokeToken { id: id.to_string() })
         }
         ["api", "audit"] => allow("GET").map(|_| Route::Audit),
+        ["api", "health"] => allow("GET").map(|_| Route::HealthReport),
         _ => Err(ApiError::not_found("no such route")),
     }
 }
@@ -261,6 +264,8 @@ mod tests {
             Route::RevokeToken { id: "0123456789abcdef".into() }
         );
         assert_eq!(parse("GET", "/api/audit").unwrap(), Route::Audit);
+        assert_eq!(parse("GET", "/api/health").unwrap(), Route::HealthReport);
+        assert_eq!(parse("POST", "/api/health").unwrap_err().allow, Some("GET"));
         assert_eq!(parse("PUT", "/api/tokens").unwrap_err().allow, Some("GET, POST"));
     }
 
@@ -290,6 +295,7 @@ mod tests {
             ("GET", "/api/tokens".into()),
             ("DELETE", "/api/tokens/0123456789abcdef".into()),
             ("GET", "/api/audit".into()),
+            ("GET", "/api/health".into()),
         ] {
             assert!(parse(m, &p).unwrap().needs_auth(), "{m} {p}");
         }
