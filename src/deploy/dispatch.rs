@@ -32,9 +32,9 @@ pub trait Backend {
     type Writer: Writer;
     fn store(&self) -> &Self::Store;
     fn writer(&self) -> &Self::Writer;
-    /// The app's update-health counters (they live beside its writer); a backend without them
-    /// answers 501.
-    async fn health_report(&self, filter: &health::store::Filter) -> Result<health::store::HealthReport, ApiError> {
+    /// The app's update-health report as JSON ([`health::store::HealthReport`]; the counters
+    /// live beside its writer, which renders it); a backend without them answers 501.
+    async fn health_report(&self, filter: &health::store::Filter) -> Result<Vec<u8>, ApiError> {
         let _ = filter;
         Err(ApiError::new(501, "update health is not available on this server"))
     }
@@ -285,7 +285,10 @@ async fn run<B: Backend>(
             let q = audit::AuditQuery::from_params(&|n| query_param(req.query, n))?;
             json(200, &audit::list_page(store, &q).await?)
         }
-        Route::HealthReport => json(200, &b.health_report(&health::store::Filter::from_query(req.query)?).await?),
+        Route::HealthReport => {
+            let body = b.health_report(&health::store::Filter::from_query(req.query)?).await?;
+            Ok(Reply { status: 200, headers: vec![("content-type", "application/json".into())], body })
+        }
         Route::Health | Route::Manifest | Route::Asset { .. } => Err(ApiError::internal("not a deploy route")),
     }
 }

@@ -87,9 +87,10 @@ impl Backend for MemoryBackend {
     async fn health_report(
         &self,
         filter: &crate::health::store::Filter,
-    ) -> Result<crate::health::store::HealthReport, crate::error::ApiError> {
+    ) -> Result<Vec<u8>, crate::error::ApiError> {
         let rule = crate::health::rule::Rule::default();
-        Ok(crate::health::store::report(&self.health, filter, &rule)?)
+        let report = crate::health::store::report(&self.health, filter, &rule)?;
+        Ok(serde_json::to_vec(&report).expect("serializes"))
     }
 }
 

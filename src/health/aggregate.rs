@@ -137,11 +137,8 @@ impl Aggregator {
         let p = self.apps.remove(slug)?;
         // Keep when this app last flushed, so the next batch respects the interval.
         self.apps.insert(slug.to_string(), Pending { last_flush_ms: Some(now_ms), ..Default::default() });
-        let mut groups: Vec<Group> = p.groups.into_values().collect();
-        groups.sort_by_key(|g| {
-            (g.target.platform.as_str(), g.target.runtime_version.to_string(), g.channel.clone(), g.update_id.clone())
-        });
-        Some(Batch { slug: slug.to_string(), groups })
+        // In no particular order: the writer does not depend on it (and a sort is KBs of wasm).
+        Some(Batch { slug: slug.to_string(), groups: p.groups.into_values().collect() })
     }
 
     /// Devices waiting in memory (launches, failures) across apps.

@@ -67,8 +67,11 @@ impl Rule {
     pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
         let mut r = Rule::default();
         let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
-            v.parse().map_err(|_| ApiError::internal(format!("{name} must be a number, not {v:?}; fix the Worker var")))
+        // serde_json's number parser is already in the Worker; core's f64 parser would be
+        // another 6 KB of wasm.
+        fn num<T: serde::de::DeserializeOwned>(name: &str, v: &str) -> Result<T, ApiError> {
+            serde_json::from_str(v)
+                .map_err(|_| ApiError::internal(format!("{name} must be a number, not {v:?}; fix the Worker var")))
         }
         if let Some(v) = get("HEALTH_AUTO_HALT") {
             r.enabled = match v.as_str() {
@@ -92,7 +95,7 @@ impl Rule {
         if let Some(v) = get("HEALTH_FAST_FAILURES") {
             r.fast_failures = num("HEALTH_FAST_FAILURES", &v)?;
         }
-        if !(0.0..=1.0).contains(&r.min_rate) || !(r.previous_factor >= 0.0) {
+        if !(0.0..=1.0).contains(&r.min_rate) || !(0.0..=f64::MAX).contains(&r.previous_factor) {
             return Err(ApiError::internal(
                 "HEALTH_MIN_RATE must be a fraction in [0, 1] and HEALTH_PREVIOUS_FACTOR ≥ 0; fix the Worker vars",
             ));
@@ -116,17 +119,24 @@ impl Rule {
         let (lower, _) = wilson(u.failed, u.outcomes());
         (lower > threshold).then(|| {
             format!(
-                "{} of {} devices failed to launch it ({:.1} %, 95 % lower bound {:.1} %) > max({:.1} %, {} × previous update's {:.1} %)",
+                "{} of {} devices failed to launch it ({} %, 95 % lower bound {} %) > max({} %, {} × previous update's {} %)",
                 u.failed,
                 u.outcomes(),
-                100.0 * u.failed as f64 / u.outcomes() as f64,
-                100.0 * lower,
-                100.0 * self.min_rate,
-                self.previous_factor,
-                100.0 * prev_rate
+                dec1(100.0 * u.failed as f64 / u.outcomes() as f64),
+                dec1(100.0 * lower),
+                dec1(100.0 * self.min_rate),
+                dec1(self.previous_factor),
+                dec1(100.0 * prev_rate)
             )
         })
     }
+}
+
+/// `x` with one decimal, by integer formatting: core's float formatting costs ~15 KB of wasm.
+pub fn dec1(x: f64) -> String {
+    let tenths = (x * 10.0).round() as i64;
+    let sign = if tenths < 0 { "-" } else { "" };
+    format!("{sign}{}.{}", tenths.abs() / 10, tenths.abs() % 10)
 }
 
 #[cfg(test)]
@@ -169,6 +179,11 @@ mod tests {
         }
         let off = Rule { enabled: false, ..r };
         assert_eq!(off.evaluate(c(0, 100), None), None, "disabled");
+    }
+
+    #[test]
+    fn dec1_rounds_to_one_decimal() {
+        assert_eq!([dec1(41.195), dec1(0.0), dec1(3.0), dec1(2.04), dec1(-1.25)], ["41.2", "0.0", "3.0", "2.0", "-1.3"]);
     }
 
     #[test]

@@ -118,7 +118,7 @@ fn is_bidi(c: char) -> bool {
 /// What an expo-updates manifest check reports, as signals: the launched update (current, unless
 /// it is the embedded update, which this server can neither serve nor halt) and every failed id
 /// other than the current one. No valid install id: no signals (devices are never counted by
-/// request). The fatal text rides on the launched signal, else on the first failure.
+/// request). The fatal text rides on the first failure, else on the launched signal.
 pub fn from_check(
     channel: &str,
     client_id: Option<&str>,
@@ -140,8 +140,10 @@ pub fn from_check(
             out.push(Signal { channel: channel.into(), update_id: f, client, kind: Kind::Failed, fatal: None });
         }
     }
-    if let Some(first) = out.first_mut() {
-        first.fatal = fatal.take();
+    // The error most likely belongs to the update whose launch failed.
+    let at = out.iter().position(|s| s.kind == Kind::Failed).unwrap_or(0);
+    if let Some(s) = out.get_mut(at) {
+        s.fatal = fatal.take();
     }
     out
 }
@@ -194,7 +196,9 @@ mod tests {
         let s = from_check("production", Some(C), Some(U2), None, Some(&list), Some("boom\nmore"));
         let got: Vec<_> = s.iter().map(|s| (s.update_id.as_str(), s.kind)).collect();
         assert_eq!(got, vec![(U2, Kind::Launched), (U1, Kind::Failed)], "U2 is current: not failed");
-        assert_eq!(s[0].fatal.as_deref(), Some("boom"));
+        assert_eq!((s[0].fatal.as_deref(), s[1].fatal.as_deref()), (None, Some("boom")), "on the failure");
+        let launched_only = from_check("production", Some(C), Some(U2), None, None, Some("boom"));
+        assert_eq!(launched_only[0].fatal.as_deref(), Some("boom"));
         assert!(s.iter().all(|x| x.client == client_hash(C).unwrap()));
         // Running the embedded update: no launch counted.
         assert!(from_check("production", Some(C), Some(U1), Some(U1), None, None).is_empty());

@@ -314,16 +314,19 @@ pub struct FatalCount {
 pub fn report<H: HealthStore>(store: &H, filter: &Filter, rule: &Rule) -> Result<HealthReport, HealthError> {
     let mut rows = store.rows(filter)?;
     rows.retain(|r| filter.matches(r));
-    rows.sort_by(|a, b| {
-        let group = |r: &UpdateRow| (r.target.platform.as_str(), r.target.runtime_version.to_string(), r.channel.clone());
-        group(a).cmp(&group(b)).then_with(|| {
-            (b.served_ms.unwrap_or(b.first_seen_ms), b.first_seen_ms)
-                .cmp(&(a.served_ms.unwrap_or(a.first_seen_ms), a.first_seen_ms))
+    // Grouped by runtime and channel, newest first: the key sorts as text (the time inverted).
+    let mut keyed: Vec<(String, UpdateRow)> = rows
+        .into_iter()
+        .map(|r| {
+            let newest = r.served_ms.unwrap_or(r.first_seen_ms).max(r.first_seen_ms);
+            let t = &r.target;
+            (format!("{}/{}/{}/{:020}", t.platform, t.runtime_version, r.channel, u64::MAX - newest), r)
         })
-    });
+        .collect();
+    insertion_sort_by(&mut keyed, |a, b| a.0 > b.0);
     let mut per_group: HashMap<(String, String, String), usize> = HashMap::new();
     let mut updates = Vec::new();
-    for r in rows {
+    for (_, r) in keyed {
         let g = (r.target.platform.as_str().to_string(), r.target.runtime_version.to_string(), r.channel.clone());
         let n = per_group.entry(g).or_default();
         *n += 1;
@@ -334,7 +337,7 @@ pub fn report<H: HealthStore>(store: &H, filter: &Filter, rule: &Rule) -> Result
         let (failed, failed_estimated) = r.failed.count(FAILED_EXACT_CAP);
         let c = Counts { launched, failed };
         let mut fatal = r.fatal.clone();
-        fatal.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        insertion_sort_by(&mut fatal, |a, b| (b.1, &a.0) > (a.1, &b.0));
         updates.push(UpdateHealth {
             platform: r.target.platform.as_str().to_string(),
             runtime_version: r.target.runtime_version.to_string(),
@@ -357,6 +360,18 @@ pub fn report<H: HealthStore>(store: &H, filter: &Filter, rule: &Rule) -> Result
         });
     }
     Ok(HealthReport { slug: filter.slug.clone(), rule: *rule, updates })
+}
+
+/// Sorts the few rows of a report (at most [`MAX_TRACKED_UPDATES`] per runtime and channel):
+/// the standard library's sorts are several KB of wasm per element type.
+fn insertion_sort_by<T>(v: &mut [T], after: impl Fn(&T, &T) -> bool) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && after(&v[j - 1], &v[j]) {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
 }
 
 /// The host implementation (tests, the CLI's native test server).
