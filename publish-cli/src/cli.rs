@@ -42,6 +42,9 @@ pub enum Command {
     Token(TokenCommand),
     /// Show the audit log of deploy operations.
     Audit(AuditArgs),
+    /// Show update health: devices that launched or failed each recent update, the failure rate
+    /// with its 95 % interval, top fatal errors, and whether the update was halted (and why).
+    Health(HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +108,24 @@ pub struct AuditArgs {
     /// Older entries: the cursor a previous page printed (`nextCursor` with --json).
     #[arg(long)]
     pub before: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// App slug (the `slug` of app.json; part of the app's updates.url).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    /// Only this platform.
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// Only this runtimeVersion.
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: Option<String>,
+    /// Only this channel.
+    #[arg(long, value_parser = parse_channel)]
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Args)]

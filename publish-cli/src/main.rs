@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod commit;
 mod export;
+mod health;
 mod manage;
 mod printer;
 mod publish;
@@ -54,6 +55,10 @@ fn main() -> ExitCode {
             Command::Audit(a) => {
                 let out = Printer::new(a.server.json);
                 tokens::audit(a, &out).await
+            }
+            Command::Health(a) => {
+                let out = Printer::new(a.server.json);
+                health::run(a, &out).await
             }
         }
     });
