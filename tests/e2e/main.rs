@@ -21,6 +21,7 @@ mod util;
 
 mod cli;
 mod deploy;
+mod health;
 mod hostile;
 mod protocol;
 mod releases;
