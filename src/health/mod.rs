@@ -81,6 +81,14 @@ pub struct Group {
     pub fatal: Vec<(String, u32)>,
 }
 
+/// One check's signals as a batch of their own, for adapters that do not aggregate (the CLI's
+/// native test server ingests every check at once).
+pub fn batch_of(target: &Target, served: Option<&str>, signals: &[Signal]) -> Option<Batch> {
+    let mut a = aggregate::Aggregator::default();
+    a.record(target, served, signals, 0)?;
+    a.take(&target.slug, 0)
+}
+
 /// `HEALTH` ("on" | "off", default on): whether checks record signals at all.
 pub fn enabled(var: Option<&str>) -> bool {
     !matches!(var.map(str::trim), Some("off"))
@@ -100,6 +108,15 @@ mod tests {
         assert!(signal("production", "../x", "abc", Kind::Launched, None).is_none());
         assert!(signal("production", u, "", Kind::Launched, None).is_none());
         assert!(signal("bad channel!", u, "abc", Kind::Launched, None).is_none());
+    }
+
+    #[test]
+    fn batch_of_one_check_holds_its_signals() {
+        let t = Target::parse("demo-app", "ios", "1").unwrap();
+        let s = signal("production", "11111111-1111-4111-8111-111111111111", "abc", Kind::Failed, None).unwrap();
+        let b = batch_of(&t, Some("x"), std::slice::from_ref(&s)).unwrap();
+        assert_eq!((b.slug.as_str(), b.groups[0].failed.as_slice()), ("demo-app", [s.client].as_slice()));
+        assert!(batch_of(&t, None, &[]).is_none());
     }
 
     #[test]
