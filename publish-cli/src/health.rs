@@ -138,7 +138,9 @@ mod tests {
     fn health_lines_show_counts_interval_halt_and_rule() {
         let l = lines(&report());
         assert_eq!(l[0], "demo-app ios runtimeVersion 1.0.3 channel production");
-        assert!(l[2].contains("60") && l[2].contains("50.0%") && l[2].contains("41.2%–58.8%") && l[2].ends_with("HALTED"));
+        assert!(
+            l[2].contains("60") && l[2].contains("50.0%") && l[2].contains("41.2%–58.8%") && l[2].ends_with("HALTED")
+        );
         assert!(l[3].contains("by system:health: 60 of 120 devices failed"), "{}", l[3]);
         assert!(l.last().unwrap().starts_with("auto-halt on: >= 50 outcomes and >= 5 failures"));
         // Device text reaches the printer, which escapes it (escape_for_terminal on every line).

@@ -13,8 +13,8 @@ use expo_ota::config::Limits;
 use expo_ota::deploy::dispatch::{self, Backend};
 use expo_ota::deploy::service::{self, Ctx};
 use expo_ota::deploy::writer::{LocalWriter, WriteOp, Writer};
-use expo_ota::health::rule::Rule;
 use expo_ota::error::ApiError;
+use expo_ota::health::rule::Rule;
 use expo_ota::http::route::{self, Route};
 use expo_ota::storage::store::MemoryStore;
 use std::collections::BTreeMap;
@@ -1143,6 +1143,9 @@ mod tests {
         let audit = admin.audit(Some("demo-app"), None, None, 100).await.unwrap();
         let halts: Vec<_> = audit.entries.iter().filter(|e| e.action == "auto-halt").collect();
         assert_eq!(halts.len(), 1);
-        assert_eq!((halts[0].actor.as_str(), halts[0].status, &halts[0].update_ids), ("system:health", 201, &vec![id2]));
+        assert_eq!(
+            (halts[0].actor.as_str(), halts[0].status, &halts[0].update_ids),
+            ("system:health", 201, &vec![id2])
+        );
     }
 }

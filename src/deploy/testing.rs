@@ -84,10 +84,7 @@ impl Backend for MemoryBackend {
     fn writer(&self) -> &LocalWriter<MemoryStore> {
         &self.writer
     }
-    async fn health_report(
-        &self,
-        filter: &crate::health::store::Filter,
-    ) -> Result<Vec<u8>, crate::error::ApiError> {
+    async fn health_report(&self, filter: &crate::health::store::Filter) -> Result<Vec<u8>, crate::error::ApiError> {
         let rule = crate::health::rule::Rule::default();
         let report = crate::health::store::report(&self.health, filter, &rule)?;
         Ok(serde_json::to_vec(&report).expect("serializes"))

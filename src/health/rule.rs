@@ -58,7 +58,14 @@ pub struct Rule {
 
 impl Default for Rule {
     fn default() -> Self {
-        Rule { enabled: true, min_outcomes: 50, min_failures: 5, min_rate: 0.02, previous_factor: 3.0, fast_failures: 10 }
+        Rule {
+            enabled: true,
+            min_outcomes: 50,
+            min_failures: 5,
+            min_rate: 0.02,
+            previous_factor: 3.0,
+            fast_failures: 10,
+        }
     }
 }
 
@@ -183,7 +190,10 @@ mod tests {
 
     #[test]
     fn dec1_rounds_to_one_decimal() {
-        assert_eq!([dec1(41.195), dec1(0.0), dec1(3.0), dec1(2.04), dec1(-1.25)], ["41.2", "0.0", "3.0", "2.0", "-1.3"]);
+        assert_eq!(
+            [dec1(41.195), dec1(0.0), dec1(3.0), dec1(2.04), dec1(-1.25)],
+            ["41.2", "0.0", "3.0", "2.0", "-1.3"]
+        );
     }
 
     #[test]

@@ -103,11 +103,8 @@ impl<'de> EntryVisitor<'de> for StringEntry<'_> {
 /// control and bidi-override characters replaced by `?` so that it can be printed and stored.
 pub fn fatal_text(raw: &str) -> Option<String> {
     let line = raw.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let text: String = line
-        .chars()
-        .take(MAX_FATAL_CHARS)
-        .map(|c| if c.is_control() || is_bidi(c) { '?' } else { c })
-        .collect();
+    let text: String =
+        line.chars().take(MAX_FATAL_CHARS).map(|c| if c.is_control() || is_bidi(c) { '?' } else { c }).collect();
     Some(text)
 }
 

@@ -239,7 +239,13 @@ pub fn ingest<H: HealthStore>(
             let at = time::format_millis(now_ms);
             row.halt = Some(HaltState { at: at.clone(), reason: reason.clone(), by: SYSTEM_ACTOR.into(), error: None });
             store.save(&row)?;
-            halts.push(HaltDecision { key, reason, at, counts, previous: previous.map(|p| (p.update_id.clone(), p.counts())) });
+            halts.push(HaltDecision {
+                key,
+                reason,
+                at,
+                counts,
+                previous: previous.map(|p| (p.update_id.clone(), p.counts())),
+            });
         }
     }
     Ok(halts)
@@ -409,7 +415,13 @@ mod tests {
         Target::parse(slug, "ios", "1").unwrap()
     }
 
-    fn group(slug: &str, update: &str, served: &str, launched: std::ops::Range<u64>, failed: std::ops::Range<u64>) -> Group {
+    fn group(
+        slug: &str,
+        update: &str,
+        served: &str,
+        launched: std::ops::Range<u64>,
+        failed: std::ops::Range<u64>,
+    ) -> Group {
         Group {
             target: t(slug),
             channel: "production".into(),

@@ -32,10 +32,7 @@ impl<'a> Backend for WorkerBackend<'a> {
     fn writer(&self) -> &DoWriter<'a> {
         &self.writer
     }
-    async fn health_report(
-        &self,
-        filter: &crate::health::store::Filter,
-    ) -> Result<Vec<u8>, ApiError> {
+    async fn health_report(&self, filter: &crate::health::store::Filter) -> Result<Vec<u8>, ApiError> {
         super::health::report(self.writer.env, filter).await
     }
 }

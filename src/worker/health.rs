@@ -37,7 +37,14 @@ thread_local! {
 
 /// Records what this check says about update health. Only checks answered from a channel that
 /// serves something count (so made-up slugs cost nothing).
-pub fn observe(env: &Env, wctx: &Context, req: &Request, mreq: &ManifestRequest, served: Option<&UpdateRecord>, origin: &str) {
+pub fn observe(
+    env: &Env,
+    wctx: &Context,
+    req: &Request,
+    mreq: &ManifestRequest,
+    served: Option<&UpdateRecord>,
+    origin: &str,
+) {
     let on = ON.with(|c| match c.get() {
         Some(on) => on,
         None => {
