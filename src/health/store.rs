@@ -110,16 +110,13 @@ pub trait HealthStore {
     fn rows(&self, filter: &Filter) -> Result<Vec<UpdateRow>, HealthError>;
 }
 
-/// Which rows: an app, and optionally one platform / runtime / channel.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Which rows: an app, and optionally one platform / runtime / channel. It travels as the
+/// query string it was parsed from ([`Filter::to_query`]), not as JSON: one parser fewer in wasm.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
     pub slug: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
 }
 
@@ -136,6 +133,20 @@ impl Filter {
                 .transpose()?,
             channel: get("channel").map(|c| validate::channel(&c).map(str::to_string)).transpose()?,
         })
+    }
+
+    /// The query string [`Filter::from_query`] reads back (values percent-encoded).
+    pub fn to_query(&self) -> String {
+        let enc = |v: &str| percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let mut q = format!("slug={}", enc(&self.slug));
+        for (name, v) in
+            [("platform", &self.platform), ("runtimeVersion", &self.runtime_version), ("channel", &self.channel)]
+        {
+            if let Some(v) = v {
+                q.push_str(&format!("&{name}={}", enc(v)));
+            }
+        }
+        q
     }
 
     fn of_key(k: &UpdateKey) -> Self {
@@ -330,13 +341,16 @@ pub fn report<H: HealthStore>(store: &H, filter: &Filter, rule: &Rule) -> Result
         })
         .collect();
     insertion_sort_by(&mut keyed, |a, b| a.0 > b.0);
-    let mut per_group: HashMap<(String, String, String), usize> = HashMap::new();
+    // Rows of a group are adjacent now: count within the current one.
+    let (mut group, mut n) = (None::<(Platform, String, String)>, 0);
     let mut updates = Vec::new();
     for (_, r) in keyed {
-        let g = (r.target.platform.as_str().to_string(), r.target.runtime_version.to_string(), r.channel.clone());
-        let n = per_group.entry(g).or_default();
-        *n += 1;
-        if *n > REPORT_UPDATES {
+        let g = (r.target.platform, r.target.runtime_version.to_string(), r.channel.clone());
+        if group.as_ref() != Some(&g) {
+            (group, n) = (Some(g), 0);
+        }
+        n += 1;
+        if n > REPORT_UPDATES {
             continue;
         }
         let (launched, launched_estimated) = r.launched.count(LAUNCHED_EXACT_CAP);
@@ -513,6 +527,9 @@ mod tests {
         let none = report(&h, &Filter::from_query("slug=demo-app&platform=android").unwrap(), &Rule::default());
         assert!(none.unwrap().updates.is_empty());
         assert_eq!(Filter::from_query("slug=demo-app&channel=a%20b").unwrap_err().status, 400);
+        let f = Filter::from_query("slug=demo-app&runtimeVersion=1.0.0%2Bb(1)&channel=beta").unwrap();
+        assert_eq!(f.runtime_version.as_deref(), Some("1.0.0+b(1)"));
+        assert_eq!(Filter::from_query(&f.to_query()).unwrap(), f, "round trip");
         assert_eq!(Filter::from_query("platform=ios").unwrap_err().status, 400);
     }
 }

@@ -21,7 +21,6 @@ use crate::health::rule::Rule;
 use crate::health::store::{self, Filter, HaltDecision, HealthError, HealthReport, HealthStore, UpdateKey, UpdateRow};
 use crate::health::{self, notify, Batch, Kind};
 use crate::storage::record::UpdateRecord;
-use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use worker::{
@@ -91,18 +90,12 @@ pub fn observe(
     }
 }
 
-/// What the Worker sends the object.
-#[derive(Serialize, Deserialize)]
-struct Flush {
-    origin: String,
-    batch: Batch,
-}
+/// The origin asset URLs are built under (a halt republishes), beside the batch.
+const ORIGIN_HEADER: &str = "x-ota-origin";
 
 async fn flush(env: &Env, origin: &str, batch: Batch) -> Result<(), ApiError> {
-    let slug = batch.slug.clone();
-    let body = serde_json::to_string(&Flush { origin: origin.to_string(), batch })
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut resp = call(env, &slug, "/health", body).await?;
+    let body = serde_json::to_string(&batch).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut resp = call(env, &batch.slug, "/health", Some(origin), body).await?;
     match resp.status_code() {
         200..=299 => Ok(()),
         s => {
@@ -112,11 +105,15 @@ async fn flush(env: &Env, origin: &str, batch: Batch) -> Result<(), ApiError> {
     }
 }
 
-async fn call(env: &Env, slug: &str, path: &str, body: String) -> Result<Response, ApiError> {
+async fn call(env: &Env, slug: &str, path: &str, origin: Option<&str>, body: String) -> Result<Response, ApiError> {
     let ns = env.durable_object(BINDING).map_err(internal)?;
     let stub = ns.id_from_name(slug).map_err(internal)?.get_stub().map_err(internal)?;
+    let headers = Headers::new();
+    if let Some(o) = origin {
+        headers.set(ORIGIN_HEADER, o).map_err(internal)?;
+    }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let req = Request::new_with_init(&format!("https://app-writer.internal{path}"), &init).map_err(internal)?;
     stub.fetch_with_request(req).await.map_err(internal)
 }
@@ -124,8 +121,8 @@ async fn call(env: &Env, slug: &str, path: &str, body: String) -> Result<Respons
 /// `GET /api/health`: the report's JSON, rendered by the app's object (its counters live
 /// there) and passed through as is.
 pub async fn report(env: &Env, filter: &Filter) -> Result<Vec<u8>, ApiError> {
-    let body = serde_json::to_string(filter).map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut resp = call(env, &filter.slug, "/health/report", body).await?;
+    let path = format!("/health/report?{}", filter.to_query());
+    let mut resp = call(env, &filter.slug, &path, None, String::new()).await?;
     if resp.status_code() == 200 {
         return resp.bytes().await.map_err(internal);
     }
@@ -146,21 +143,20 @@ pub async fn serve(w: &AppWriter, mut req: Request) -> worker::Result<Response> 
     let store = SqlHealth(&w.sql);
     let result: Result<Option<HealthReport>, ApiError> = async {
         let rule = rule(&w.env)?;
+        if req.path() == "/health/report" {
+            let url = req.url().map_err(internal)?;
+            let filter = Filter::from_query(url.query().unwrap_or(""))?;
+            return Ok(Some(store::report(&store, &filter, &rule)?));
+        }
+        let origin = header(&req, ORIGIN_HEADER).unwrap_or_default();
         // serde_json on the text, not `req.json()`: install-id hashes are u64s, which a
         // JavaScript number cannot hold.
         let text = req.text().await.map_err(internal)?;
-        if req.path() == "/health/report" {
-            let filter: Filter =
-                serde_json::from_str(&text).map_err(|e| ApiError::bad_request(format!("bad health query: {e}")))?;
-            let report = store::report(&store, &filter, &rule)?;
-            return Ok(Some(report));
-        }
-        let flush: Flush =
+        let batch: Batch =
             serde_json::from_str(&text).map_err(|e| ApiError::bad_request(format!("bad health flush: {e}")))?;
-        let now = Date::now().as_millis();
-        let halts = store::ingest(&store, &flush.batch, &rule, now)?;
+        let halts = store::ingest(&store, &batch, &rule, Date::now().as_millis())?;
         for d in halts {
-            halt(w, &store, d, &flush.origin).await;
+            halt(w, &store, d, &origin).await;
         }
         Ok(None)
     }
