@@ -146,3 +146,18 @@ fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("[wrangler:info]")).collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
+
+#[test]
+fn health_off_counts_nothing_and_never_halts() {
+    let s = server_with(Config::HealthOff);
+    let app = unique_slug("health-off");
+    let v1 = ios(&s.publish(&app, "demo-app-v1", &[]));
+    let v2 = ios(&s.publish(&app, "demo-app-v2", &[]));
+    let (id1, id2) = (v1["id"].as_str().unwrap(), v2["id"].as_str().unwrap());
+    fleet_checks(s, &app, id1, id2);
+    // Longer than a launch flush (5 s) would take with HEALTH=on.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(health(s, &app)["updates"], serde_json::json!([]));
+    let m = s.check(&app, "ios", RV, &[]).manifest();
+    assert_eq!(m["id"], id2, "still served");
+}
