@@ -158,6 +158,14 @@ impl Filter {
         }
     }
 
+    fn matches_key(&self, k: &UpdateKey) -> bool {
+        let t = &k.target;
+        t.slug.as_str() == self.slug
+            && self.platform.as_deref() == Some(t.platform.as_str())
+            && self.runtime_version.as_deref() == Some(t.runtime_version.as_str())
+            && self.channel.as_deref() == Some(k.channel.as_str())
+    }
+
     pub fn matches(&self, r: &UpdateRow) -> bool {
         let t = &r.target;
         t.slug.as_str() == self.slug
@@ -185,23 +193,33 @@ pub fn ingest<H: HealthStore>(
     now_ms: u64,
 ) -> Result<Vec<HaltDecision>, HealthError> {
     let mut watch: Vec<UpdateKey> = Vec::new();
+    // Tracked updates per runtime and channel, read once per batch: a batch may name thousands
+    // of made-up update ids, and each would otherwise read every row of its runtime.
+    let mut counted: Vec<(Filter, usize)> = Vec::new();
     for g in batch.groups.iter().filter(|g| g.target.slug.as_str() == batch.slug) {
         let key = UpdateKey { target: g.target.clone(), channel: g.channel.clone(), update_id: g.update_id.clone() };
         let served_now = g.served.as_deref() == Some(g.update_id.as_str());
         let mut row = match store.load(&key)? {
             Some(r) => r,
-            None if !served_now && store.rows(&Filter::of_key(&key))?.len() >= MAX_TRACKED_UPDATES => continue,
-            None => UpdateRow {
-                target: key.target.clone(),
-                channel: key.channel.clone(),
-                update_id: key.update_id.clone(),
-                first_seen_ms: now_ms,
-                served_ms: None,
-                launched: Distinct::default(),
-                failed: Distinct::default(),
-                fatal: Vec::new(),
-                halt: None,
-            },
+            None if !served_now && tracked(store, &mut counted, &key)? >= MAX_TRACKED_UPDATES => continue,
+            None => {
+                // A new row: one more tracked update for its runtime and channel.
+                tracked(store, &mut counted, &key)?;
+                if let Some(c) = counted.iter_mut().find(|(f, _)| f.matches_key(&key)) {
+                    c.1 += 1;
+                }
+                UpdateRow {
+                    target: key.target.clone(),
+                    channel: key.channel.clone(),
+                    update_id: key.update_id.clone(),
+                    first_seen_ms: now_ms,
+                    served_ms: None,
+                    launched: Distinct::default(),
+                    failed: Distinct::default(),
+                    fatal: Vec::new(),
+                    halt: None,
+                }
+            }
         };
         if served_now && row.served_ms.is_none() {
             row.served_ms = Some(now_ms);
@@ -260,6 +278,22 @@ pub fn ingest<H: HealthStore>(
         }
     }
     Ok(halts)
+}
+
+/// How many updates are tracked for `key`'s runtime and channel (read from the store once per
+/// batch, then kept in `counted`).
+fn tracked<H: HealthStore>(
+    store: &H,
+    counted: &mut Vec<(Filter, usize)>,
+    key: &UpdateKey,
+) -> Result<usize, HealthError> {
+    if let Some((_, n)) = counted.iter().find(|(f, _)| f.matches_key(key)) {
+        return Ok(*n);
+    }
+    let f = Filter::of_key(key);
+    let n = store.rows(&f)?.len();
+    counted.push((f, n));
+    Ok(n)
 }
 
 /// The update checks saw served just before `row` on its runtime and channel.
@@ -509,6 +543,13 @@ mod tests {
         assert_eq!(h.rows(&all).unwrap().len(), MAX_TRACKED_UPDATES);
         ingest(&h, &batch(vec![group("demo-app", V1, V1, 0..1, 0..0)]), &rule, 100).unwrap();
         assert_eq!(h.rows(&all).unwrap().len(), MAX_TRACKED_UPDATES + 1, "the served update is always kept");
+        // The cap also holds within one batch naming many made-up ids.
+        let fresh = MemoryHealth::default();
+        let many = (0..200u64)
+            .map(|i| group("demo-app", &format!("{i:08x}-2222-4222-8222-222222222222"), V1, 0..0, 0..1))
+            .collect();
+        ingest(&fresh, &batch(many), &rule, 1).unwrap();
+        assert_eq!(fresh.rows(&all).unwrap().len(), MAX_TRACKED_UPDATES);
     }
 
     #[test]
