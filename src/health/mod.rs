@@ -78,7 +78,7 @@ pub struct Group {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fatal: Vec<(String, u32)>,
+    pub fatal: Vec<(String, u64)>,
 }
 
 /// One check's signals as a batch of their own, for adapters that do not aggregate (the CLI's

@@ -243,8 +243,8 @@ pub fn ingest<H: HealthStore>(
         }
         for (text, n) in &g.fatal {
             match row.fatal.iter().position(|(t, _)| t == text) {
-                Some(i) => row.fatal[i].1 += u64::from(*n),
-                None if row.fatal.len() < MAX_FATAL_TEXTS => row.fatal.push((text.clone(), u64::from(*n))),
+                Some(i) => row.fatal[i].1 += *n,
+                None if row.fatal.len() < MAX_FATAL_TEXTS => row.fatal.push((text.clone(), *n)),
                 None => {}
             }
         }
