@@ -192,6 +192,77 @@ fn main() {
         println!("    server CPU {:.0} us/request = {by_cpu:.2}x floor{}", cpu * 1e6, verdict(by_cpu, *target));
     }
 
+    // Health aggregation: the same device-like check (an install id from a pool of 5 000, the
+    // update it runs, 1 in 20 also listing a failed update) against the default server
+    // (HEALTH=on) and one with HEALTH=off, interleaved rounds in the same run.
+    let off = server_with(Config::HealthOff);
+    let ids_on = (on_v1.clone(), on_v2.clone());
+    let (v1_off, v2_off) = (off.publish("demo-app", "demo-app-v1", &[]), off.publish("demo-app", "demo-app-v2", &[]));
+    let ids_off: (Vec<String>, Vec<String>) =
+        (platforms.iter().map(|p| id_of(&v1_off, p)).collect(), platforms.iter().map(|p| id_of(&v2_off, p)).collect());
+    let device_check = |base: &str, ids: &(Vec<String>, Vec<String>), agent: &ureq::Agent, i: usize| {
+        let p = i % 2;
+        let client = format!("{:08x}-0000-4000-8000-{:012x}", i % 5_000, i % 5_000);
+        let failed = format!("\"{}\"", ids.0[p]);
+        let t = Instant::now();
+        let mut req = agent
+            .get(&format!("{base}/api/manifest?slug=demo-app"))
+            .set("expo-platform", platforms[p])
+            .set("expo-runtime-version", "1.0.3")
+            .set("expo-protocol-version", "1")
+            .set("eas-client-id", &client)
+            .set("expo-current-update-id", &ids.1[p]);
+        if i % 20 == 0 {
+            req = req.set("expo-recent-failed-update-ids", &failed);
+        }
+        let r = req.call().expect("check");
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut Vec::new()).unwrap();
+        t.elapsed()
+    };
+    let probe_on = |agent: &ureq::Agent, i: usize| device_check(&s.base, &ids_on, agent, i);
+    let probe_off = |agent: &ureq::Agent, i: usize| device_check(&off.base, &ids_off, agent, i);
+    let off_group = server_process_group(&off.base);
+    for i in 0..50 {
+        probe_on(&agent, i);
+        probe_off(&agent, i);
+    }
+    let (idle_on, idle_off) = (idle(server), idle(off_group));
+    let (mut rps_ratios, mut cpu_on, mut cpu_off, mut n_on, mut n_off) = (vec![], 0.0, 0.0, 0usize, 0usize);
+    for _ in 0..ROUNDS {
+        let mut rps = [0.0; 2];
+        for (k, (f, group, idle)) in
+            [(&probe_off as Probe, off_group, idle_off), (&probe_on as Probe, server, idle_on)].into_iter().enumerate()
+        {
+            let cpu0 = group_cpu(group);
+            let (lat, wall) = closed_loop(CONNS, ROUND, f);
+            let used = (group_cpu(group).saturating_sub(cpu0).as_secs_f64() - idle * wall.as_secs_f64()).max(0.0);
+            rps[k] = lat.len() as f64 / wall.as_secs_f64();
+            if k == 0 {
+                (cpu_off, n_off) = (cpu_off + used, n_off + lat.len());
+            } else {
+                (cpu_on, n_on) = (cpu_on + used, n_on + lat.len());
+            }
+        }
+        rps_ratios.push(rps[1] / rps[0]);
+    }
+    rps_ratios.sort_by(f64::total_cmp);
+    let by_rps = rps_ratios[rps_ratios.len() / 2];
+    let (us_on, us_off) = (cpu_on / n_on as f64 * 1e6, cpu_off / n_off as f64 * 1e6);
+    let met = |cost: f64| if cost < 10.0 { "met" } else { "NOT met" };
+    println!("health aggregation, {CONNS} connections, {ROUNDS} interleaved rounds of {}s:", ROUND.as_secs());
+    println!(
+        "    throughput HEALTH=on / HEALTH=off = {by_rps:.3}x, cost {:.1}% (target < 10%: {}) [rounds {:.2}..{:.2}]",
+        (1.0 - by_rps) * 100.0,
+        met((1.0 - by_rps) * 100.0),
+        rps_ratios[0],
+        rps_ratios[rps_ratios.len() - 1]
+    );
+    println!(
+        "    server CPU {us_on:.0} us/check on vs {us_off:.0} us/check off, cost {:.1}% (target < 10%: {})",
+        (us_on / us_off - 1.0) * 100.0,
+        met((us_on / us_off - 1.0) * 100.0)
+    );
+
     // Worker size.
     let wasm = std::fs::read(root().join("build/index_bg.wasm")).expect("built wasm");
     let gz = gzip_len(&wasm);

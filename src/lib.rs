@@ -14,6 +14,8 @@
 //! - [`capacitor`] — Capacitor apps (`@capgo/capacitor-updater`) and APK downloads: the plugin's
 //!   protocol, the per-app Capacitor state and its writes, bundle zip checks (beside [`deploy`],
 //!   whose dispatcher and writer run its operations).
+//! - [`health`] — update health from the client's own headers: signals, the per-isolate batch,
+//!   counters, the automatic-halt rule.
 //! - [`http`] — routes parsed into a plain enum.
 //! - `worker` (wasm32 only) — the workers-rs adapter: `worker::Request` ↔ core types, streaming,
 //!   R2, WebCrypto, the per-app writer Durable Object.
@@ -27,6 +29,7 @@ pub mod check;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod protocol;
 pub mod storage;

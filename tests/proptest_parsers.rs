@@ -257,6 +257,7 @@ fn route_segments() -> BoxedStrategy<(Vec<String>, &'static [&'static str])> {
         (kw("api"), kw("tokens"), m(&["GET", "POST"])).prop_map(|(a, b, m)| (vec![a, b], m)),
         (kw("api"), kw("tokens"), slot("[0-9a-f]{16}"), m(&["DELETE"])).prop_map(|(a, b, t, m)| (vec![a, b, t], m)),
         (kw("api"), kw("audit"), m(&["GET"])).prop_map(|(a, b, m)| (vec![a, b], m)),
+        (kw("api"), kw("health"), m(&["GET"])).prop_map(|(a, b, m)| (vec![a, b], m)),
         // Random segment lists from the hostile alphabet.
         (
             vec(
@@ -327,7 +328,7 @@ proptest! {
             Ok(r) => {
                 prop_assert!(["GET", "HEAD", "POST", "PUT", "DELETE"].contains(&method.as_str()), "{method:?}");
                 match &r {
-                    Route::Health | Route::Manifest | Route::ListUpdates | Route::CreateToken | Route::ListTokens | Route::Audit | Route::Explain => {}
+                    Route::Health | Route::Manifest | Route::ListUpdates | Route::CreateToken | Route::ListTokens | Route::Audit | Route::Explain | Route::HealthReport => {}
                     // The token id is checked (16 hex digits) in tokens::revoke; the router only
                     // guarantees it is one segment.
                     Route::RevokeToken { id } => prop_assert!(!id.contains('/'), "{id:?}"),

@@ -52,6 +52,9 @@ pub enum Command {
     Rollout(RolloutArgs),
     /// Ask the server what a device would get from a check, and why (scope `read`).
     Explain(ExplainArgs),
+    /// Show update health: devices that launched or failed each recent update, the failure rate
+    /// with its 95 % interval, top fatal errors, and whether the update was halted (and why).
+    Health(HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +118,24 @@ pub struct AuditArgs {
     /// Older entries: the cursor a previous page printed (`nextCursor` with --json).
     #[arg(long)]
     pub before: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// App slug (the `slug` of app.json; part of the app's updates.url).
+    #[arg(long, value_parser = parse_slug)]
+    pub slug: String,
+    /// Only this platform.
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// Only this runtimeVersion.
+    #[arg(long, value_parser = parse_runtime_version)]
+    pub runtime_version: Option<String>,
+    /// Only this channel.
+    #[arg(long, value_parser = parse_channel)]
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Args)]

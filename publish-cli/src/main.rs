@@ -6,6 +6,7 @@ mod capacitor;
 mod cli;
 mod commit;
 mod export;
+mod health;
 mod manage;
 mod printer;
 mod publish;
@@ -66,6 +67,10 @@ fn main() -> ExitCode {
             Command::Explain(a) => {
                 let out = Printer::new(a.server.json);
                 rollout::explain(a, &out).await
+            }
+            Command::Health(a) => {
+                let out = Printer::new(a.server.json);
+                health::run(a, &out).await
             }
         }
     });

@@ -14,6 +14,7 @@ use expo_ota::deploy::dispatch::{self, Backend};
 use expo_ota::deploy::service::{self, Ctx};
 use expo_ota::deploy::writer::{LocalWriter, WriteOp, Writer};
 use expo_ota::error::ApiError;
+use expo_ota::health::rule::Rule;
 use expo_ota::http::route::{self, Route};
 use expo_ota::storage::store::MemoryStore;
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ pub struct Before {
 pub struct State {
     pub store: Arc<MemoryStore>,
     writer: LocalWriter<MemoryStore>,
+    /// Update-health counters; every check is ingested at once (no per-isolate batching here).
+    pub health: expo_ota::health::store::MemoryHealth,
     /// `https://host` clients reach the server at.
     pub origin: String,
     /// `(path substring, status)`: the next request whose path matches gets that status instead.
@@ -61,6 +64,10 @@ impl Backend for State {
     }
     fn writer(&self) -> &LocalWriter<MemoryStore> {
         &self.writer
+    }
+    async fn health_report(&self, filter: &expo_ota::health::store::Filter) -> Result<Vec<u8>, ApiError> {
+        let report = expo_ota::health::store::report(&self.health, filter, &Rule::default())?;
+        Ok(serde_json::to_vec(&report).expect("serializes"))
     }
 }
 
@@ -82,6 +89,7 @@ pub async fn start() -> Server {
     let store = Arc::new(MemoryStore::new());
     let state = Arc::new(State {
         writer: LocalWriter::new(store.clone()),
+        health: Default::default(),
         store,
         origin: url.clone(),
         inject: Mutex::default(),
@@ -224,6 +232,40 @@ async fn handle(
     (done.reply.unwrap_or_else(|e| Reply::error(&e)), done.after)
 }
 
+/// What the Worker's check path and the app's writer do with a check's health signals, in one
+/// step: count them, and halt (through the writer), audit and log what the rule decides.
+fn observe_health(st: &State, req: &check::ManifestRequest, served: &str, header: &dyn Fn(&str) -> Option<String>) {
+    use expo_ota::health::{self, notify, store};
+    let signals = health::signals::from_check(
+        req.channel.as_str(),
+        header("eas-client-id").as_deref(),
+        req.current_update_id.as_deref(),
+        req.embedded_update_id.as_deref(),
+        req.recent_failed_update_ids.as_deref(),
+        req.fatal_error.as_deref(),
+    );
+    let Some(batch) = health::batch_of(&req.target, Some(served), &signals) else { return };
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let halts = store::ingest(&st.health, &batch, &Rule::default(), now_ms).unwrap_or_default();
+    for d in halts {
+        let op = WriteOp::Halt {
+            target: d.key.target.clone(),
+            channel: d.key.channel.clone(),
+            update_id: d.key.update_id.clone(),
+            reason: d.reason.clone(),
+        };
+        let (status, error) = match st.write(op) {
+            Ok(_) => (201, None),
+            Err(e) => (e.status, Some(e.message)),
+        };
+        if let Some(e) = &error {
+            let _ = store::note_halt_error(&st.health, &d.key, e);
+        }
+        let entry = notify::audit_entry(&d, status, error.as_deref());
+        let _ = with_ctx(&st.origin, |ctx| pollster::block_on(audit::append(&*st.store, entry, ctx)));
+    }
+}
+
 /// Routes without a token. The double holds no server key, like a Worker without
 /// CODE_SIGNING_PRIVATE_KEY: only publisher signatures are served, and an unsigned update asked
 /// to be signed is a 406.
@@ -238,7 +280,11 @@ async fn public(
         Route::Manifest => {
             let req = check::parse_request(query, header)?;
             let current = service::current(&*st.store, &req.target, &req.channel).await?;
-            Ok(check::respond(&req, &check::decide(&req, current.as_ref()), None))
+            let reply = check::respond(&req, &check::decide(&req, current.as_ref()), None);
+            if let Some(served) = &current {
+                observe_health(st, &req, &served.id, header);
+            }
+            Ok(reply)
         }
         other => Err(ApiError::not_found(format!("the test server does not serve {other:?}"))),
     }
@@ -1058,5 +1104,48 @@ mod tests {
         let after = current(&server, &ios, "production").await;
         assert_ne!(after.id, now.id);
         assert_eq!(sent(&server, "/rollback").last().unwrap()["expectedCurrent"], now.id.as_str());
+    }
+
+    /// The native server counts health like the Worker (ingesting each check at once): a fleet
+    /// failing on v2 halts it, devices on v2 get v1 republished, `health` and the audit say why.
+    #[tokio::test]
+    async fn failing_update_halts_and_health_reports_it() {
+        let server = start().await;
+        let v1 = publish(&server, "demo-app-v1", "demo-app", &["--platform", "ios"]).await.unwrap();
+        let v2 = publish(&server, "demo-app-v2", "demo-app", &["--platform", "ios"]).await.unwrap();
+        let (id1, id2) = (v1.updates[0].id.clone().unwrap(), v2.updates[0].id.clone().unwrap());
+        let t = target("demo-app", Platform::Ios, "1.0.3");
+        let client = Client::new(&server.url, "unused".into()).unwrap();
+        for i in 0..60 {
+            let device = format!("{i:08X}-0000-4000-8000-000000000000");
+            let h = if i % 2 == 0 {
+                vec![("eas-client-id", device), ("expo-current-update-id", id2.clone())]
+            } else {
+                vec![
+                    ("eas-client-id", device),
+                    ("expo-current-update-id", id1.clone()),
+                    ("expo-recent-failed-update-ids", format!("\"{id2}\"")),
+                ]
+            };
+            client.client_manifest(&t, &h).await.unwrap();
+        }
+        let now = current(&server, &t, "production").await;
+        assert_eq!(now.republished_from.as_deref(), Some(id1.as_str()), "v2 halted: v1 republished");
+        assert!(now.created_at.to_string() > v2.updates[0].created_at.clone().unwrap());
+
+        let admin = Client::new(&server.url, TOKEN.into()).unwrap();
+        let report = admin.health(&[("slug", "demo-app".to_string())]).await.unwrap();
+        let u2 = report.updates.iter().find(|u| u.update_id == id2).unwrap();
+        let halt = u2.halt.as_ref().expect("halted");
+        assert_eq!((halt.by.as_str(), halt.error.as_deref()), ("system:health", None));
+        assert!(u2.failed >= 5 && u2.failed + u2.launched >= 50, "{u2:?}");
+        assert!(crate::health::lines(&report).iter().any(|l| l.contains(&id2) && l.ends_with("HALTED")));
+        let audit = admin.audit(Some("demo-app"), None, None, 100).await.unwrap();
+        let halts: Vec<_> = audit.entries.iter().filter(|e| e.action == "auto-halt").collect();
+        assert_eq!(halts.len(), 1);
+        assert_eq!(
+            (halts[0].actor.as_str(), halts[0].status, &halts[0].update_ids),
+            ("system:health", 201, &vec![id2])
+        );
     }
 }

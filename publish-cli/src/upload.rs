@@ -312,6 +312,13 @@ impl Client {
         Self::json(what, resp).await
     }
 
+    /// `GET /api/health` with the filters given.
+    pub async fn health(&self, query: &[(&str, String)]) -> Result<expo_ota::health::store::HealthReport> {
+        let what = "read update health";
+        let resp = self.send(what, || async { Ok(self.request(Method::GET, "/api/health").query(query)) }).await?;
+        Self::json(what, resp).await
+    }
+
     pub async fn delete_update(&self, t: &Target, id: &str) -> Result<DeleteUpdateResponse> {
         let what = format!("delete update {id} of {}", label(t));
         let path = format!("/api/updates/{}/{id}", target_path(t));

@@ -53,6 +53,8 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 /// Stored in place of a token or update id that did not pass validation.
 pub const INVALID: &str = "invalid";
+/// The actor of what the server does by itself after update-health signals (automatic halts).
+pub const SYSTEM_HEALTH: &str = "system:health";
 /// The action of an entry recording a revoked or expired (but genuine) token being used.
 pub const TOKEN_REFUSED: &str = "token-refused";
 /// R2 allows 2 KiB of custom metadata per object, keys included; larger entries are read from
@@ -191,7 +193,11 @@ impl AuditEntry {
             && self.action.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
         AuditEntry {
             at: if time::parse_millis(&self.at).is_some() { self.at } else { String::new() },
-            actor: if self.actor == "admin" || is_token_id(&self.actor) { self.actor } else { INVALID.into() },
+            actor: if self.actor == "admin" || self.actor == SYSTEM_HEALTH || is_token_id(&self.actor) {
+                self.actor
+            } else {
+                INVALID.into()
+            },
             actor_name: self.actor_name.map(|n| clean_text(&n, MAX_ACTOR_NAME_CHARS)),
             action: if action_ok { self.action } else { INVALID.into() },
             slug: self.slug.filter(|s| validate::slug(s).is_ok()),

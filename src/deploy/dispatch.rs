@@ -18,6 +18,7 @@ use crate::deploy::rollout::{self, RolloutOutcome, RolloutRequest};
 use crate::deploy::service::{self, Ctx, UploadHeaders};
 use crate::deploy::writer::{WriteOp, WriteOutcome, Writer};
 use crate::error::ApiError;
+use crate::health;
 use crate::http::route::{query_param, Route};
 use crate::protocol::hash;
 use crate::storage::layout::Target;
@@ -26,11 +27,18 @@ use crate::validate;
 use serde::Serialize;
 
 /// What a backend provides to the deploy API.
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     type Store: ObjectStore;
     type Writer: Writer;
     fn store(&self) -> &Self::Store;
     fn writer(&self) -> &Self::Writer;
+    /// The app's update-health report as JSON ([`health::store::HealthReport`]; the counters
+    /// live beside its writer, which renders it); a backend without them answers 501.
+    async fn health_report(&self, filter: &health::store::Filter) -> Result<Vec<u8>, ApiError> {
+        let _ = filter;
+        Err(ApiError::new(501, "update health is not available on this server"))
+    }
 }
 
 /// A request body: read in chunks by the core (JSON, forms), or streamed by the backend into
@@ -107,6 +115,7 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
             None => (Action::Admin, None),
         },
         Route::Capacitor(r) => r.requirement()?,
+        Route::HealthReport => (Action::Read, Some(query_slug(query)?)),
         Route::Health | Route::Manifest | Route::Asset { .. } => {
             return Err(ApiError::internal("public routes are not deploy operations"))
         }
@@ -327,6 +336,10 @@ async fn run<B: Backend>(
                 noted.channel(&c);
             }
             Ok(reply)
+        }
+        Route::HealthReport => {
+            let body = b.health_report(&health::store::Filter::from_query(req.query)?).await?;
+            Ok(Reply { status: 200, headers: vec![("content-type", "application/json".into())], body })
         }
         Route::Health | Route::Manifest | Route::Asset { .. } => Err(ApiError::internal("not a deploy route")),
     }
@@ -652,6 +665,7 @@ mod tests {
             case("token list", Route::ListTokens, "", Vec::new(), None, 200),
             case("token revoke", Route::RevokeToken { id: "fedcba9876543210".into() }, "", Vec::new(), None, 404),
             case("audit of every app", Route::Audit, "", Vec::new(), None, 200),
+            case("health", Route::HealthReport, &format!("slug={slug}"), Vec::new(), Some(Scope::Read), 200),
         ];
         cases.extend(capacitor_cases(slug));
         cases
@@ -796,7 +810,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 9 * 2 * (15 + 8 + 2));
+        assert_eq!(checked, 9 * 2 * (15 + 8 + 2 + 1));
     }
 
     #[test]
@@ -851,6 +865,7 @@ mod tests {
                 Route::ListUpdates
                 | Route::Explain
                 | Route::Audit
+                | Route::HealthReport
                 | Route::CreateToken
                 | Route::ListTokens
                 | Route::RevokeToken { .. } => None,

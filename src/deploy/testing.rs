@@ -66,11 +66,12 @@ pub fn commit_request(body: String, channel: &str) -> CommitRequest {
 
 pub struct MemoryBackend {
     pub writer: LocalWriter<MemoryStore>,
+    pub health: crate::health::store::MemoryHealth,
 }
 
 impl MemoryBackend {
     pub fn new(store: MemoryStore) -> Self {
-        Self { writer: LocalWriter::new(Arc::new(store)) }
+        Self { writer: LocalWriter::new(Arc::new(store)), health: Default::default() }
     }
 }
 
@@ -82,6 +83,11 @@ impl Backend for MemoryBackend {
     }
     fn writer(&self) -> &LocalWriter<MemoryStore> {
         &self.writer
+    }
+    async fn health_report(&self, filter: &crate::health::store::Filter) -> Result<Vec<u8>, crate::error::ApiError> {
+        let rule = crate::health::rule::Rule::default();
+        let report = crate::health::store::report(&self.health, filter, &rule)?;
+        Ok(serde_json::to_vec(&report).expect("serializes"))
     }
 }
 

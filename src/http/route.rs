@@ -81,6 +81,8 @@ pub enum Route {
     /// `GET /api/explain?slug=&platform=&runtimeVersion=&channel=&clientId=&…` — what a device
     /// would get from a check, and why.
     Explain,
+    /// `GET /api/health?slug=&platform=&runtimeVersion=&channel=` — update health counters.
+    HealthReport,
 }
 
 impl Route {
@@ -172,6 +174,7 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             Ok(Route::Rollout { target: target(slug, platform, rv)? })
         }
         ["api", "explain"] => allow("GET").map(|_| Route::Explain),
+        ["api", "health"] => allow("GET").map(|_| Route::HealthReport),
         _ => Err(ApiError::not_found("no such route")),
     }
 }
@@ -286,6 +289,8 @@ mod tests {
             Route::RevokeToken { id: "0123456789abcdef".into() }
         );
         assert_eq!(parse("GET", "/api/audit").unwrap(), Route::Audit);
+        assert_eq!(parse("GET", "/api/health").unwrap(), Route::HealthReport);
+        assert_eq!(parse("POST", "/api/health").unwrap_err().allow, Some("GET"));
         assert_eq!(parse("PUT", "/api/tokens").unwrap_err().allow, Some("GET, POST"));
     }
 
@@ -315,6 +320,7 @@ mod tests {
             ("GET", "/api/tokens".into()),
             ("DELETE", "/api/tokens/0123456789abcdef".into()),
             ("GET", "/api/audit".into()),
+            ("GET", "/api/health".into()),
         ] {
             assert!(parse(m, &p).unwrap().needs_auth(), "{m} {p}");
         }

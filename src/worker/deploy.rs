@@ -32,6 +32,9 @@ impl<'a> Backend for WorkerBackend<'a> {
     fn writer(&self) -> &DoWriter<'a> {
         &self.writer
     }
+    async fn health_report(&self, filter: &crate::health::store::Filter) -> Result<Vec<u8>, ApiError> {
+        super::health::report(self.writer.env, filter).await
+    }
 }
 
 /// The request body: chunks for the core, or streamed straight into R2 for file uploads.

@@ -3,6 +3,7 @@
 
 mod capacitor;
 mod deploy;
+mod health;
 mod r2;
 mod signing;
 mod writer;
@@ -66,6 +67,7 @@ async fn handle(mut req: Request, env: &Env, wctx: &Context) -> std::result::Res
                 None => None,
             };
             let reply = respond_check(&mreq, current.as_ref(), &outcome, signature.as_deref());
+            health::observe(env, wctx, &req, &mreq, current.as_deref(), &origin);
             let tick = CHECKS.with(|n| n.replace(n.get().wrapping_add(1)));
             if vars.log_checks.should_log(&mreq, reply.status, tick) {
                 console_log!("{}", check::log_line(&mreq, &outcome));

@@ -11,7 +11,9 @@ use crate::deploy::service::Ctx;
 use crate::deploy::writer::{self, SerialQueue, WriteOp, WriteOutcome, Writer};
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
+use worker::{
+    durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage, State,
+};
 
 pub const BINDING: &str = "APP_WRITER";
 
@@ -67,16 +69,23 @@ impl Writer for DoWriter<'_> {
 
 #[durable_object]
 pub struct AppWriter {
-    env: Env,
+    pub(super) env: Env,
     queue: SerialQueue,
+    /// The object's SQLite storage: the app's update-health counters (see `health`).
+    pub(super) sql: SqlStorage,
 }
 
 impl DurableObject for AppWriter {
-    fn new(_state: State, env: Env) -> Self {
-        Self { env, queue: SerialQueue::default() }
+    fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        super::health::migrate(&sql);
+        Self { env, queue: SerialQueue::default(), sql }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if req.path().starts_with("/health") {
+            return super::health::serve(self, req).await;
+        }
         let reply = match req.json::<WriteRequest>().await {
             Ok(w) => self.apply(w).await,
             Err(e) => WriteReply::Error { status: 400, message: format!("bad write request: {e}"), detail: None },
@@ -87,6 +96,14 @@ impl DurableObject for AppWriter {
 
 impl AppWriter {
     async fn apply(&self, w: WriteRequest) -> WriteReply {
+        match self.run(w.op, &w.origin).await {
+            Ok(o) => WriteReply::Ok(o),
+            Err(e) => WriteReply::Error { status: e.status, message: e.message, detail: e.detail },
+        }
+    }
+
+    /// Applies one operation through this app's queue (also used by automatic halts).
+    pub(super) async fn run(&self, op: WriteOp, origin: &str) -> std::result::Result<WriteOutcome, ApiError> {
         let result = async {
             let store = R2Store(self.env.bucket(BUCKET).map_err(internal)?);
             let limits = Limits::from_vars(&|n| self.env.var(n).ok().map(|v| v.to_string()))?;
@@ -94,16 +111,13 @@ impl AppWriter {
             // app starts until this one has finished.
             self.queue
                 .run(async {
-                    let ctx = Ctx { origin: &w.origin, now_ms: Date::now().as_millis(), limits, random: &random16 };
-                    writer::apply(&store, w.op, &ctx).await
+                    let ctx = Ctx { origin, now_ms: Date::now().as_millis(), limits, random: &random16 };
+                    writer::apply(&store, op, &ctx).await
                 })
                 .await
         }
         .await;
-        match result {
-            Ok(o) => WriteReply::Ok(o),
-            Err(e) => WriteReply::Error { status: e.status, message: e.message, detail: e.detail },
-        }
+        result
     }
 }
 

@@ -22,6 +22,7 @@ mod util;
 mod capacitor;
 mod cli;
 mod deploy;
+mod health;
 mod hostile;
 mod protocol;
 mod releases;

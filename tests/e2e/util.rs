@@ -56,9 +56,11 @@ pub enum Config {
     /// [`SERVER_KEY_DEPLOYS_PER_MINUTE`]. Tests here share the admin token's budget: use it
     /// sparingly, or mint a token of your own (limits are per credential).
     ServerKey,
+    /// HEALTH=off: checks record no health signals (the bench's baseline for aggregation cost).
+    HealthOff,
 }
 
-const CONFIGS: usize = 4;
+const CONFIGS: usize = 5;
 
 impl Config {
     fn index(self) -> usize {
@@ -67,7 +69,7 @@ impl Config {
 }
 
 static SERVERS: [OnceLock<Result<Server, String>>; CONFIGS] =
-    [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
 
 /// The shared default server.
 pub fn server() -> &'static Server {
@@ -211,6 +213,7 @@ impl Server {
             Config::ServerKey => {
                 (true, vec![], Some(codesigning("keys/private-key.pem")), SERVER_KEY_DEPLOYS_PER_MINUTE)
             }
+            Config::HealthOff => (true, vec![("HEALTH", "off")], None, UNLIMITED_DEPLOYS_PER_MINUTE),
         };
         let token = if admin_token { format!("test-{}", id::uuid_v4(rand16())) } else { String::new() };
         let mut dev_vars = String::new();
