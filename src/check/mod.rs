@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod log;
+pub mod patch;
 
 use crate::error::ApiError;
 use crate::http::route::query_param;

@@ -13,6 +13,7 @@ use crate::deploy::api::{
     CommitRequest, PrepareRequest, PromoteRequest, ReleaseResponse, RollbackRequest, UploadResponse,
 };
 use crate::deploy::formpublish::{self, FormPublish};
+use crate::deploy::patches;
 use crate::deploy::release;
 use crate::deploy::service::{self, Ctx, UploadHeaders};
 use crate::deploy::writer::{WriteOp, WriteOutcome, Writer};
@@ -91,6 +92,9 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
         Route::PublishPrepare { target } | Route::UploadFile { target, .. } | Route::PublishCommit { target } => {
             (Action::Publish, app(target))
         }
+        // Publish scope already changes what devices run; a patch or variant is checked against
+        // the runtime's stored updates and files (deploy::patches) so it cannot reach further.
+        Route::UploadPatch { target, .. } | Route::UploadEncoded { target, .. } => (Action::Publish, app(target)),
         Route::PublishForm { slug } => (Action::Publish, Some(slug.clone())),
         Route::Rollback { target } | Route::Promote { target } => (Action::Rollback, app(target)),
         Route::ListUpdates => (Action::Read, Some(query_slug(query)?)),
@@ -112,6 +116,8 @@ pub fn app_of(route: &Route) -> Option<String> {
     match route {
         Route::PublishPrepare { target }
         | Route::UploadFile { target, .. }
+        | Route::UploadPatch { target, .. }
+        | Route::UploadEncoded { target, .. }
         | Route::PublishCommit { target }
         | Route::Rollback { target }
         | Route::Promote { target }
@@ -206,6 +212,12 @@ async fn run<B: Backend>(
             json(200, &service::prepare(store, &target, &prep, ctx).await?)
         }
         Route::UploadFile { target, sha256 } => upload(store, &target, &sha256, req.header, body, ctx).await,
+        Route::UploadPatch { target, base, sha256 } => {
+            patches::upload_patch(store, &target, &base, &sha256, req.header, body, ctx).await
+        }
+        Route::UploadEncoded { target, sha256, encoding } => {
+            patches::upload_encoded(store, &target, &sha256, encoding, req.header, body, ctx).await
+        }
         Route::PublishCommit { target } => {
             let commit: CommitRequest = read_json(body, req.header, cap).await?;
             noted.channel(commit.channel.as_deref().unwrap_or(DEFAULT_CHANNEL));
@@ -521,6 +533,46 @@ mod tests {
                     201,
                 )
             },
+            // The seeded app has one update, so a patch to an unknown target update is a 404 for
+            // an allowed caller; the success path is in deploy::patches' tests.
+            Case {
+                headers: vec![
+                    ("content-length", "4".into()),
+                    (patches::DIGEST_HEADER, Digests::of(b"BSDI").sha256_hex()),
+                    (patches::BASE_UPDATE_HEADER, update_id.into()),
+                    (patches::TARGET_UPDATE_HEADER, "0f8d2a8e-0000-4000-8000-0000000000aa".into()),
+                ],
+                ..case(
+                    "upload patch",
+                    Route::UploadPatch {
+                        target: t.clone(),
+                        base: Digests::of(V1[0].0).sha256_hex(),
+                        sha256: new_sha.clone(),
+                    },
+                    "",
+                    b"BSDI".to_vec(),
+                    Some(Scope::Publish),
+                    404,
+                )
+            },
+            Case {
+                headers: vec![
+                    ("content-length", "2".into()),
+                    (patches::DIGEST_HEADER, Digests::of(b"br").sha256_hex()),
+                ],
+                ..case(
+                    "upload variant",
+                    Route::UploadEncoded {
+                        target: t.clone(),
+                        sha256: Digests::of(V1[0].0).sha256_hex(),
+                        encoding: crate::check::patch::Encoding::Br,
+                    },
+                    "",
+                    b"br".to_vec(),
+                    Some(Scope::Publish),
+                    201,
+                )
+            },
             case(
                 "commit",
                 Route::PublishCommit { target: t.clone() },
@@ -642,7 +694,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 9 * 2 * 15);
+        assert_eq!(checked, 9 * 2 * 17);
     }
 
     #[test]
