@@ -94,7 +94,9 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
         }
         // Publish scope already changes what devices run; a patch or variant is checked against
         // the runtime's stored updates and files (deploy::patches) so it cannot reach further.
-        Route::UploadPatch { target, .. } | Route::UploadEncoded { target, .. } => (Action::Publish, app(target)),
+        Route::UploadPatch { target, .. } | Route::PatchStatus { target, .. } | Route::UploadEncoded { target, .. } => {
+            (Action::Publish, app(target))
+        }
         Route::PublishForm { slug } => (Action::Publish, Some(slug.clone())),
         Route::Rollback { target } | Route::Promote { target } => (Action::Rollback, app(target)),
         Route::ListUpdates => (Action::Read, Some(query_slug(query)?)),
@@ -117,6 +119,7 @@ pub fn app_of(route: &Route) -> Option<String> {
         Route::PublishPrepare { target }
         | Route::UploadFile { target, .. }
         | Route::UploadPatch { target, .. }
+        | Route::PatchStatus { target, .. }
         | Route::UploadEncoded { target, .. }
         | Route::PublishCommit { target }
         | Route::Rollback { target }
@@ -215,6 +218,7 @@ async fn run<B: Backend>(
         Route::UploadPatch { target, base, sha256 } => {
             patches::upload_patch(store, &target, &base, &sha256, req.header, body, ctx).await
         }
+        Route::PatchStatus { target, base, sha256 } => patches::status(store, &target, &base, &sha256).await,
         Route::UploadEncoded { target, sha256, encoding } => {
             patches::upload_encoded(store, &target, &sha256, encoding, req.header, body, ctx).await
         }
@@ -555,6 +559,18 @@ mod tests {
                     404,
                 )
             },
+            case(
+                "patch status",
+                Route::PatchStatus {
+                    target: t.clone(),
+                    base: Digests::of(V1[0].0).sha256_hex(),
+                    sha256: new_sha.clone(),
+                },
+                "",
+                Vec::new(),
+                Some(Scope::Publish),
+                404,
+            ),
             Case {
                 headers: vec![
                     ("content-length", "2".into()),
@@ -694,7 +710,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 9 * 2 * 17);
+        assert_eq!(checked, 9 * 2 * 18);
     }
 
     #[test]

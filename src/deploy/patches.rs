@@ -91,6 +91,15 @@ pub async fn upload_patch<S: ObjectStore>(
     store_once(store, &t.patch_key(base, target_sha), up, "application/octet-stream".into(), digest, body).await
 }
 
+/// `HEAD /api/patches/…/:base/:target`: whether the patch is stored (200) or not (404), so a
+/// republish or a second run sends nothing it already sent.
+pub async fn status<S: ObjectStore>(store: &S, t: &Target, base: &str, target_sha: &str) -> Result<Reply, ApiError> {
+    match store.head(&t.patch_key(base, target_sha)).await? {
+        Some(m) => json(200, &serde_json::json!({"stored": true, "size": m.size})),
+        None => Err(ApiError::not_found(format!("no patch {base} → {target_sha} stored"))),
+    }
+}
+
 /// `PUT /api/files/…/:sha256/:encoding`: stores a precompressed variant of a stored file.
 pub async fn upload_encoded<S: ObjectStore>(
     store: &S,
@@ -195,6 +204,9 @@ mod tests {
         // Immutable: a second upload stores nothing.
         let again = put_patch(&store, &t, ids, V1[0].0, V2[0].0, b"BSDIFF40-q").unwrap();
         assert_eq!(again.status, 200);
+        let (b, tg) = (Digests::of(V1[0].0).sha256_hex(), Digests::of(V2[0].0).sha256_hex());
+        assert_eq!(pollster::block_on(status(&store, &t, &b, &tg)).unwrap().status, 200);
+        assert_eq!(pollster::block_on(status(&store, &t, &tg, &b)).unwrap_err().status, 404);
         assert_eq!(store.bytes(&key).as_deref(), Some(&b"BSDIFF40-p"[..]));
     }
 

@@ -47,6 +47,13 @@ pub enum Route {
         base: String,
         sha256: String,
     },
+    /// `HEAD /api/patches/:slug/:platform/:runtimeVersion/:baseSha256/:targetSha256` — 200 when
+    /// that patch is stored, 404 when not (the CLI uploads only missing patches).
+    PatchStatus {
+        target: Target,
+        base: String,
+        sha256: String,
+    },
     /// `POST /api/publish/:slug/:platform/:runtimeVersion/commit` — make an update current.
     PublishCommit {
         target: Target,
@@ -149,8 +156,13 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             Ok(Route::UploadEncoded { target: target(slug, platform, rv)?, sha256: sha(hash)?, encoding })
         }
         ["api", "patches", slug, platform, rv, base, hash] => {
-            allow("PUT")?;
-            Ok(Route::UploadPatch { target: target(slug, platform, rv)?, base: sha(base)?, sha256: sha(hash)? })
+            allow("PUT, HEAD")?;
+            let (target, base, sha256) = (target(slug, platform, rv)?, sha(base)?, sha(hash)?);
+            Ok(if method == "PUT" {
+                Route::UploadPatch { target, base, sha256 }
+            } else {
+                Route::PatchStatus { target, base, sha256 }
+            })
         }
         ["api", "updates"] => allow("GET").map(|_| Route::ListUpdates),
         ["api", "updates", slug, platform, rv] => {
@@ -270,8 +282,16 @@ mod tests {
             }
         );
         assert_eq!(
+            parse("HEAD", &format!("/api/patches/demo-app/android/1.0.0/{other}/{SHA}")).unwrap(),
+            Route::PatchStatus {
+                target: t("demo-app", Platform::Android, "1.0.0"),
+                base: other.clone(),
+                sha256: SHA.into()
+            }
+        );
+        assert_eq!(
             parse("GET", &format!("/api/patches/demo-app/ios/1.0.0/{other}/{SHA}")).unwrap_err().allow,
-            Some("PUT")
+            Some("PUT, HEAD")
         );
         assert_eq!(parse("PUT", &format!("/api/patches/demo-app/ios/1.0.0/x/{SHA}")).unwrap_err().status, 400);
         assert_eq!(parse("GET", "/api/updates").unwrap(), Route::ListUpdates);
@@ -330,6 +350,7 @@ mod tests {
             ("PUT", format!("/api/files/a/ios/1/{SHA}")),
             ("PUT", format!("/api/files/a/ios/1/{SHA}/gz")),
             ("PUT", format!("/api/patches/a/ios/1/{SHA}/{SHA}")),
+            ("HEAD", format!("/api/patches/a/ios/1/{SHA}/{SHA}")),
             ("GET", "/api/updates".into()),
             ("GET", format!("/api/updates/a/ios/1/{id}")),
             ("DELETE", format!("/api/updates/a/ios/1/{id}")),
