@@ -13,7 +13,9 @@
 
 use crate::protocol::hash;
 use crate::protocol::id;
+use crate::protocol::manifest::Manifest;
 use crate::storage::layout::Target;
+use crate::storage::record::UpdateRecord;
 use crate::storage::store::ObjectStore;
 
 /// Sent on every asset response: a cache must not hand a patch (or a full file chosen because
@@ -74,22 +76,11 @@ pub fn ask(header: &dyn Fn(&str) -> Option<String>, t: &Target) -> Option<Ask> {
 /// The launch asset (SHA-256 hex) of a stored record; `None` for a directive or anything that
 /// does not parse. Reads only the one field it needs.
 pub fn launch_asset_sha(record_json: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Record {
-        body: String,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body {
-        launch_asset: Launch,
-    }
-    #[derive(serde::Deserialize)]
-    struct Launch {
-        hash: String,
-    }
-    let record: Record = serde_json::from_slice(record_json).ok()?;
-    let body: Body = serde_json::from_str(&record.body).ok()?;
-    hash::parse_sha256_base64url(&body.launch_asset.hash).map(|h| hash::hex(&h))
+    // The record and manifest types the Worker already decodes elsewhere: no new deserializer
+    // code in the wasm.
+    let record = UpdateRecord::from_json(record_json).ok()?;
+    let m: Manifest = serde_json::from_str(&record.body).ok()?;
+    hash::parse_sha256_base64url(&m.launch_asset.hash).map(|h| hash::hex(&h))
 }
 
 /// Step 2: the patch key for a base whose launch asset is `base_launch` (`None`: the base is not
@@ -168,18 +159,17 @@ pub fn is_compressible(ext: Option<&str>) -> bool {
 /// highest q-value, `br` on a tie; `*` covers codings not named; `q=0` refuses. `None`: identity.
 pub fn choose_encoding(accept: Option<&str>) -> Option<Encoding> {
     let accept = accept?;
-    let mut br: Option<f32> = None;
-    let mut gzip: Option<f32> = None;
-    let mut star: Option<f32> = None;
+    // q-values in thousandths; `None`: the coding is not named.
+    let (mut br, mut gzip, mut star) = (None::<u16>, None::<u16>, None::<u16>);
     for item in accept.split(',') {
         let mut parts = item.split(';');
         let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let mut q = 1.0f32;
+        let mut q = 1000;
         for p in parts {
             if let Some((k, v)) = p.split_once('=') {
                 if k.trim().eq_ignore_ascii_case("q") {
                     // A malformed q-value refuses the coding rather than guessing.
-                    q = v.trim().parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q)).unwrap_or(0.0);
+                    q = qvalue(v.trim()).unwrap_or(0);
                 }
             }
         }
@@ -189,46 +179,68 @@ pub fn choose_encoding(accept: Option<&str>) -> Option<Encoding> {
             "*" => &mut star,
             _ => continue,
         };
-        *slot = Some(slot.map_or(q, |old: f32| old.max(q)));
+        *slot = Some(slot.map_or(q, |old| old.max(q)));
     }
-    let br = br.or(star).unwrap_or(0.0);
-    let gzip = gzip.or(star).unwrap_or(0.0);
-    match (br > 0.0, gzip > 0.0) {
+    let br = br.or(star).unwrap_or(0);
+    let gzip = gzip.or(star).unwrap_or(0);
+    match (br > 0, gzip > 0) {
         (false, false) => None,
         _ if br >= gzip => Some(Encoding::Br),
         _ => Some(Encoding::Gzip),
     }
 }
 
+/// RFC 9110 `qvalue` (`0`, `0.5`, `1.000`) in thousandths; integer parsing keeps float
+/// formatting code out of the Worker.
+fn qvalue(v: &str) -> Option<u16> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac_value = frac.bytes().fold(0u16, |n, b| n * 10 + u16::from(b - b'0')) * 10u16.pow(3 - frac.len() as u32);
+    match int {
+        "0" => Some(frac_value),
+        "1" if frac_value == 0 => Some(1000),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::{service, testing};
     use crate::protocol::hash::Digests;
     use crate::storage::store::MemoryStore;
     use crate::validate::Platform;
 
-    const V1_ID: &str = "0f8d2a8e-0000-4000-8000-000000000001";
-    const V2_ID: &str = "0f8d2a8e-0000-4000-8000-000000000002";
     const EMBEDDED_ID: &str = "0f8d2a8e-0000-4000-8000-0000000000ee";
 
     fn t() -> Target {
         Target::parse("demo-app", Platform::Android.as_str(), "1.0.0").unwrap()
     }
-    fn record(bundle: &[u8]) -> Vec<u8> {
-        let body = serde_json::json!({"launchAsset": {"hash": Digests::of(bundle).sha256_base64url()}}).to_string();
-        serde_json::to_vec(&serde_json::json!({"id": V1_ID, "body": body})).unwrap()
-    }
     fn sha(b: &[u8]) -> String {
         Digests::of(b).sha256_hex()
+    }
+    fn id_of(n: u8) -> String {
+        id::uuid_v4([n; 16])
+    }
+
+    /// Commits an update whose launch asset is `bundle`; returns the store holding it.
+    fn commit(s: &MemoryStore, bundle: &'static [u8], n: u8) {
+        let t = t();
+        let files: [(&[u8], &str); 1] = [(bundle, "bundle")];
+        testing::upload(s, &t, &files);
+        let body = testing::manifest_with_id(&t, &files, 1_000 * n as u64, "production", [n; 16]);
+        let req = testing::commit_request(body, "production");
+        pollster::block_on(service::commit(s, &t, req, &testing::ctx(1_000 * n as u64))).unwrap();
     }
 
     /// v1 and v2 stored, a patch v1 → v2 uploaded; v3 has no patch.
     fn store() -> MemoryStore {
         let s = MemoryStore::new();
-        let t = t();
-        s.put_file(&t.record_key(V1_ID), &record(b"bundle-1"), "application/json");
-        s.put_file(&t.record_key(V2_ID), &record(b"bundle-2"), "application/json");
-        s.put_file(&t.patch_key(&sha(b"bundle-1"), &sha(b"bundle-2")), b"BSDIFF40...", "application/octet-stream");
+        commit(&s, b"bundle-1", 1);
+        commit(&s, b"bundle-2", 2);
+        s.put_file(&t().patch_key(&sha(b"bundle-1"), &sha(b"bundle-2")), b"BSDIFF40...", "application/octet-stream");
         s
     }
 
@@ -237,7 +249,7 @@ mod tests {
         let mut h = vec![
             ("expo-current-update-id", current.to_string()),
             ("expo-embedded-update-id", EMBEDDED_ID.to_string()),
-            ("expo-requested-update-id", V2_ID.to_string()),
+            ("expo-requested-update-id", id_of(2)),
             ("expo-platform", "android".into()),
             ("accept", "*/*".into()),
             ("accept-encoding", "br,gzip".into()),
@@ -262,17 +274,18 @@ mod tests {
 
     #[test]
     fn negotiate_decision_table_sdk55_and_sdk56() {
-        let patch = Some(Patch { key: t().patch_key(&sha(b"bundle-1"), &sha(b"bundle-2")), base_id: V1_ID.into() });
-        let upper = V1_ID.to_uppercase();
+        let (v1, v2) = (id_of(1), id_of(2));
+        let patch = Some(Patch { key: t().patch_key(&sha(b"bundle-1"), &sha(b"bundle-2")), base_id: v1.clone() });
+        let upper = v1.to_uppercase();
         for (shape, make) in [("sdk55", sdk55 as fn(&str, bool) -> _), ("sdk56", sdk56)] {
             let rows: [(&str, Vec<(&'static str, String)>, &[u8], Option<Patch>); 8] = [
-                ("no A-IM", make(V1_ID, false), b"bundle-2", None),
+                ("no A-IM", make(&v1, false), b"bundle-2", None),
                 ("unknown base", make("0f8d2a8e-0000-4000-8000-0000000000aa", true), b"bundle-2", None),
                 ("base = embedded, no embedded bundle uploaded", make(EMBEDDED_ID, true), b"bundle-2", None),
-                ("base = requested update", make(V2_ID, true), b"bundle-2", None),
-                ("base already runs the requested bundle", make(V1_ID, true), b"bundle-1", None),
-                ("no patch stored for this pair", make(V1_ID, true), b"bundle-3", None),
-                ("patch present", make(V1_ID, true), b"bundle-2", patch.clone()),
+                ("base = requested update", make(&v2, true), b"bundle-2", None),
+                ("base already runs the requested bundle", make(&v1, true), b"bundle-1", None),
+                ("no patch stored for this pair", make(&v1, true), b"bundle-3", None),
+                ("patch present", make(&v1, true), b"bundle-2", patch.clone()),
                 ("patch present, base id in upper case", make(&upper, true), b"bundle-2", patch.clone()),
             ];
             for (name, headers, requested, want) in rows {
@@ -288,7 +301,8 @@ mod tests {
             let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             ask(&move |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()), &t)
         };
-        let base = ("expo-current-update-id", V1_ID);
+        let v1 = id_of(1);
+        let base = ("expo-current-update-id", v1.as_str());
         assert!(with(&[("a-im", "gzip, BSDIFF;q=1"), base]).is_some());
         assert!(with(&[("a-im", "vcdiff"), base]).is_none());
         assert!(with(&[("a-im", "bsdiff")]).is_none(), "no base");
@@ -299,18 +313,21 @@ mod tests {
 
     #[test]
     fn launch_asset_sha_reads_records_and_refuses_directives() {
-        assert_eq!(launch_asset_sha(&record(b"x")), Some(sha(b"x")));
-        let directive = serde_json::json!({"body": "{\"type\":\"rollBackToEmbedded\"}"}).to_string();
-        assert_eq!(launch_asset_sha(directive.as_bytes()), None);
+        let s = store();
+        let record = |n: u8| pollster::block_on(s.get(&t().record_key(&id_of(n)))).unwrap().unwrap().1;
+        assert_eq!(launch_asset_sha(&record(1)), Some(sha(b"bundle-1")));
+        let mut directive: serde_json::Value = serde_json::from_slice(&record(1)).unwrap();
+        directive["body"] = "{\"type\":\"rollBackToEmbedded\"}".into();
+        assert_eq!(launch_asset_sha(directive.to_string().as_bytes()), None);
         assert_eq!(launch_asset_sha(b"not json"), None);
     }
 
     #[test]
     fn patch_headers_are_the_clients_patch_signal() {
-        let p = Patch { key: "k".into(), base_id: V1_ID.into() };
+        let p = Patch { key: "k".into(), base_id: id_of(1) };
         let h = p.headers();
         assert!(h.contains(&("im", "bsdiff".into())));
-        assert!(h.contains(&("expo-base-update-id", V1_ID.into())));
+        assert!(h.contains(&("expo-base-update-id", id_of(1))));
         assert!(h.contains(&("cache-control", "no-store".into())));
     }
 
@@ -335,6 +352,10 @@ mod tests {
             (Some("br;q=nope, gzip;q=0.2"), Some(Gzip)),
             (Some("br;q=2"), None),
             (Some("x-gzip"), Some(Gzip)),
+            (Some("br;q=0.001"), Some(Br)),
+            (Some("br;q=1.0, gzip;q=0.999"), Some(Br)),
+            (Some("br;q=0.0000, gzip"), Some(Gzip)),
+            (Some("br;q=1.5, gzip;q=.5"), None),
         ] {
             assert_eq!(choose_encoding(accept), want, "{accept:?}");
         }
