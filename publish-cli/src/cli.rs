@@ -165,6 +165,16 @@ pub struct PublishArgs {
     /// Files uploaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// bsdiff patches: diff the new launch asset against the launch assets of this many earlier
+    /// updates of the channel (needs the read scope to list them).
+    #[arg(long, default_value_t = crate::patches::DEFAULT_BASES, value_parser = clap::value_parser!(u16).range(1..=20))]
+    pub patch_bases: u16,
+    /// Make and upload no bsdiff patches.
+    #[arg(long)]
+    pub no_patches: bool,
+    /// Upload no brotli/gzip variants of text files.
+    #[arg(long)]
+    pub no_compress: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod cli;
 mod commit;
 mod export;
 mod manage;
+mod patches;
 mod printer;
 mod publish;
 mod rollback;

@@ -116,7 +116,7 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-fn target_path(t: &Target) -> String {
+pub(crate) fn target_path(t: &Target) -> String {
     format!("{}/{}/{}", encode_segment(&t.slug), t.platform, encode_segment(&t.runtime_version))
 }
 
@@ -145,7 +145,7 @@ impl Client {
 
     /// Sends the request `make` builds, rebuilding it for each attempt (a streamed body can only
     /// be sent once). Returns the first 2xx response.
-    async fn send<F, Fut>(&self, what: &str, mut make: F) -> Result<Response>
+    pub(crate) async fn send<F, Fut>(&self, what: &str, mut make: F) -> Result<Response>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<RequestBuilder>>,
@@ -175,11 +175,11 @@ impl Client {
         }
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.server)).bearer_auth(&self.token)
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(what: &str, resp: Response) -> Result<T> {
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(what: &str, resp: Response) -> Result<T> {
         let body = read_capped(what, resp, MAX_JSON_RESPONSE_BYTES).await?;
         serde_json::from_slice(&body).with_context(|| format!("{what}: unexpected response body"))
     }
