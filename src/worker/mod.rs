@@ -236,7 +236,7 @@ async fn asset(
     }
     // One read for a variant (only for text files whose request accepts one), then the file.
     let wanted =
-        if patch::is_compressible(ext) { patch::choose_encoding(h("accept-encoding").as_deref()) } else { None };
+        if patch::is_compressible(ext) { patch::choose_encoding(client_accept_encoding(req).as_deref()) } else { None };
     let variant = match wanted {
         Some(e) => store.0.get(t.encoded_key(sha256, e.ext())).execute().await.ok().flatten().map(|o| (o, e)),
         None => None,
@@ -273,6 +273,18 @@ async fn patch_response(
     headers.set("vary", patch::VARY).ok()?;
     headers.set("x-content-type-options", "nosniff").ok()?;
     Some(Response::from_body(body).ok()?.with_headers(headers))
+}
+
+/// The client's own `Accept-Encoding`. Cloudflare (and `wrangler dev`, to match) replaces the
+/// header a Worker sees with `br, gzip` and keeps the client's value in
+/// `request.cf.clientAcceptEncoding` (absent when the client sent none); without `cf` (not on
+/// Cloudflare) the header is the client's.
+fn client_accept_encoding(req: &Request) -> Option<String> {
+    let cf = js_sys::Reflect::get(req.inner(), &"cf".into()).ok().filter(|v| v.is_object());
+    match cf {
+        Some(cf) => js_sys::Reflect::get(&cf, &"clientAcceptEncoding".into()).ok()?.as_string(),
+        None => header(req, "accept-encoding"),
+    }
 }
 
 pub(crate) fn header(req: &Request, name: &str) -> Option<String> {
