@@ -244,8 +244,10 @@ mod tests {
         s
     }
 
+    type Headers = Vec<(&'static str, String)>;
+
     /// Header sets as the clients send them on a launch-asset request (expo-patches §A.2).
-    fn sdk55(current: &str, a_im: bool) -> Vec<(&'static str, String)> {
+    fn sdk55(current: &str, a_im: bool) -> Headers {
         let mut h = vec![
             ("expo-current-update-id", current.to_string()),
             ("expo-embedded-update-id", EMBEDDED_ID.to_string()),
@@ -259,7 +261,7 @@ mod tests {
         }
         h
     }
-    fn sdk56(current: &str, a_im: bool) -> Vec<(&'static str, String)> {
+    fn sdk56(current: &str, a_im: bool) -> Headers {
         let mut h = sdk55(current, a_im);
         h.push(("expo-runtime-version", "1.0.0".into()));
         h.retain(|(k, _)| *k != "accept-encoding");
@@ -278,7 +280,7 @@ mod tests {
         let patch = Some(Patch { key: t().patch_key(&sha(b"bundle-1"), &sha(b"bundle-2")), base_id: v1.clone() });
         let upper = v1.to_uppercase();
         for (shape, make) in [("sdk55", sdk55 as fn(&str, bool) -> _), ("sdk56", sdk56)] {
-            let rows: [(&str, Vec<(&'static str, String)>, &[u8], Option<Patch>); 8] = [
+            let rows: [(&str, Headers, &[u8], Option<Patch>); 8] = [
                 ("no A-IM", make(&v1, false), b"bundle-2", None),
                 ("unknown base", make("0f8d2a8e-0000-4000-8000-0000000000aa", true), b"bundle-2", None),
                 ("base = embedded, no embedded bundle uploaded", make(EMBEDDED_ID, true), b"bundle-2", None),

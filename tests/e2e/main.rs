@@ -22,6 +22,7 @@ mod util;
 mod cli;
 mod deploy;
 mod hostile;
+mod patches;
 mod protocol;
 mod releases;
 mod signing;
