@@ -9,9 +9,7 @@ use crate::access::audit::{self, AuditEntry};
 use crate::access::auth::{self, Action, Principal};
 use crate::access::tokens;
 use crate::check::{Reply, DEFAULT_CHANNEL};
-use crate::deploy::api::{
-    CommitRequest, PrepareRequest, PromoteRequest, ReleaseResponse, RollbackRequest, UploadResponse,
-};
+use crate::deploy::api::{CommitRequest, PrepareRequest, PromoteRequest, ReleaseResponse, RollbackRequest};
 use crate::deploy::formpublish::{self, FormPublish};
 use crate::deploy::patches;
 use crate::deploy::release;
@@ -366,17 +364,8 @@ async fn upload<S: ObjectStore>(
     ctx: &Ctx<'_>,
 ) -> Result<Reply, ApiError> {
     let up = service::upload_headers(header, &ctx.limits)?;
-    let key = t.file_key(sha256);
-    if let Some(existing) = store.head(&key).await? {
-        return json(200, &UploadResponse { sha256: sha256.into(), size: existing.size, stored: false });
-    }
     let sha = hash::parse_hex::<32>(sha256).ok_or_else(|| ApiError::bad_request("file id must be SHA-256 hex"))?;
-    let stored = body.store_file(&key, &up, sha).await?;
-    if stored.size != up.len {
-        store.delete(&[key]).await?;
-        return Err(ApiError::bad_request("body length does not match Content-Length"));
-    }
-    json(201, &UploadResponse { sha256: sha256.into(), size: stored.size, stored: true })
+    patches::store_once(store, &t.file_key(sha256), up, sha, body).await
 }
 
 async fn publish_form<B: Backend>(

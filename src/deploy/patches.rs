@@ -88,7 +88,8 @@ pub async fn upload_patch<S: ObjectStore>(
             )));
         }
     }
-    store_once(store, &t.patch_key(base, target_sha), up, "application/octet-stream".into(), digest, body).await
+    let up = UploadHeaders { content_type: "application/octet-stream".into(), ..up };
+    store_once(store, &t.patch_key(base, target_sha), up, digest, body).await
 }
 
 /// `HEAD /api/patches/…/:base/:target`: whether the patch is stored (200) or not (404), so a
@@ -125,14 +126,15 @@ pub async fn upload_encoded<S: ObjectStore>(
     }
     // The variant is served with the file's own type: an upload cannot change how it is read.
     let content_type = identity.content_type.unwrap_or_else(|| "application/octet-stream".into());
-    store_once(store, &t.encoded_key(sha256, encoding.ext()), up, content_type, digest, body).await
+    store_once(store, &t.encoded_key(sha256, encoding.ext()), UploadHeaders { content_type, ..up }, digest, body).await
 }
 
-async fn store_once<S: ObjectStore>(
+/// Streams `body` into `key` unless something is stored there already (every upload route:
+/// files, variants and patches are all immutable), with the store verifying `digest`.
+pub(crate) async fn store_once<S: ObjectStore>(
     store: &S,
     key: &str,
     up: UploadHeaders,
-    content_type: String,
     digest: [u8; 32],
     body: &mut impl Body,
 ) -> Result<Reply, ApiError> {
@@ -140,7 +142,6 @@ async fn store_once<S: ObjectStore>(
     if let Some(existing) = store.head(key).await? {
         return json(200, &UploadResponse { sha256: hex, size: existing.size, stored: false });
     }
-    let up = UploadHeaders { content_type, ..up };
     let stored = body.store_file(key, &up, digest).await?;
     if stored.size != up.len {
         store.delete(&[key.to_string()]).await?;
