@@ -122,8 +122,11 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
             continue;
         }
         upload_all(&client, plan, todo, args.concurrency.into(), out).await?;
+        // Variants only make downloads smaller: a server without them still serves the files.
         if !args.no_compress {
-            crate::patches::upload_variants(&client, &plan.target, &plan.uploaded, out).await?;
+            if let Err(e) = crate::patches::upload_variants(&client, &plan.target, &plan.uploaded, out).await {
+                out.warn(format!("no precompressed variants for {}: {e:#}", upload::label(&plan.target)));
+            }
         }
         plan.prepared = Some(prep);
     }
