@@ -33,9 +33,9 @@ pub const BASE_UPDATE_HEADER: &str = "x-base-update-id";
 pub const TARGET_UPDATE_HEADER: &str = "x-target-update-id";
 
 fn body_digest(header: &dyn Fn(&str) -> Option<String>) -> Result<[u8; 32], ApiError> {
-    header(DIGEST_HEADER).and_then(|h| hash::parse_hex::<32>(h.trim())).ok_or_else(|| {
-        ApiError::bad_request(format!("{DIGEST_HEADER} must be the body's SHA-256 as 64 lowercase hex digits"))
-    })
+    header(DIGEST_HEADER)
+        .and_then(|h| hash::parse_hex::<32>(h.trim()))
+        .ok_or_else(|| ApiError::bad_request("x-content-sha256 must be the body's SHA-256 as 64 lowercase hex digits"))
 }
 
 /// The launch asset and size of a stored update named by `name` (a header).
@@ -96,8 +96,8 @@ pub async fn upload_patch<S: ObjectStore>(
 /// republish or a second run sends nothing it already sent.
 pub async fn status<S: ObjectStore>(store: &S, t: &Target, base: &str, target_sha: &str) -> Result<Reply, ApiError> {
     match store.head(&t.patch_key(base, target_sha)).await? {
-        Some(m) => json(200, &serde_json::json!({"stored": true, "size": m.size})),
-        None => Err(ApiError::not_found(format!("no patch {base} → {target_sha} stored"))),
+        Some(_) => Ok(Reply { status: 200, headers: Vec::new(), body: Vec::new() }),
+        None => Err(ApiError::not_found("no such patch stored")),
     }
 }
 
