@@ -114,7 +114,8 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
                 .collect();
             let mut r = plan.report(None, Some(pending));
             out.dry_run(&r);
-            if !args.no_patches {
+            // Nothing published in this runtime yet: no base to diff against.
+            if !args.no_patches && prep.latest_created_at.is_some() {
                 let channel = args.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
                 r.patches = patches(&client, plan, channel, None, &args, prep.max_file_bytes, out).await;
             }
@@ -136,7 +137,8 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
         let c = commit(&client, plan, &export, &meta, signer.as_ref()).await?;
         verify::served(&client, &plan.target, args.channel.as_deref(), &c).await?;
         let mut r = UpdateReport { signed: c.signature.is_some(), ..plan.report(Some(&c.response), None) };
-        if !args.no_patches {
+        let earlier = plan.prepared.as_ref().is_some_and(|p| p.latest_created_at.is_some());
+        if !args.no_patches && earlier {
             let max = plan.prepared.as_ref().map_or(0, |p| p.max_file_bytes);
             r.patches = patches(&client, plan, &c.response.channel, Some(&c.response.id), &args, max, out).await;
         }
