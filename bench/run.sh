@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/prepare.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo run -q --release --example bench
+cargo run -q --release --example bytes

@@ -345,8 +345,13 @@ proptest! {
                         check_key_segment(slug)?;
                     }
                     Route::PublishPrepare { target } | Route::PublishCommit { target } | Route::DeleteRuntime { target } | Route::Rollback { target } | Route::Promote { target } | Route::Rollout { target } => check_target(target)?,
-                    Route::UploadFile { target, sha256 } => {
+                    Route::UploadFile { target, sha256 } | Route::UploadEncoded { target, sha256, .. } => {
                         check_target(target)?;
+                        check_sha(sha256)?;
+                    }
+                    Route::UploadPatch { target, base, sha256 } | Route::PatchStatus { target, base, sha256 } => {
+                        check_target(target)?;
+                        check_sha(base)?;
                         check_sha(sha256)?;
                     }
                     Route::GetUpdate { target, id } | Route::DeleteUpdate { target, id } => {

@@ -200,6 +200,16 @@ pub struct PublishArgs {
     /// keep getting what the channel served before. Grow it with `rollout`.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub rollout_percentage: Option<u8>,
+    /// bsdiff patches: diff the new launch asset against the launch assets of this many earlier
+    /// updates of the channel (needs the read scope to list them).
+    #[arg(long, default_value_t = crate::patches::DEFAULT_BASES, value_parser = clap::value_parser!(u16).range(1..=20))]
+    pub patch_bases: u16,
+    /// Make and upload no bsdiff patches.
+    #[arg(long)]
+    pub no_patches: bool,
+    /// Upload no brotli/gzip variants of text files.
+    #[arg(long)]
+    pub no_compress: bool,
 }
 
 #[derive(Debug, Args)]

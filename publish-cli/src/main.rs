@@ -8,6 +8,7 @@ mod commit;
 mod export;
 mod health;
 mod manage;
+mod patches;
 mod printer;
 mod publish;
 mod rollback;

@@ -59,6 +59,9 @@ pub struct UpdateReport {
     pub files: Vec<FileReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_upload: Option<Vec<PendingFile>>,
+    /// bsdiff patches made for the launch asset (empty: none, or `--no-patches`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<crate::patches::PatchReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -289,6 +292,7 @@ mod tests {
             launch_asset: (&p.bundle).into(),
             files: vec![],
             would_upload: Some(vec![PendingFile { path: "a".into(), sha256: "00".into(), bytes: 1 }]),
+            patches: Vec::new(),
         };
         let v =
             serde_json::to_value(PublishReport { updates: vec![r], dry_run: true, manifest_url: "u".into() }).unwrap();

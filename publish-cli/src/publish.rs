@@ -47,6 +47,7 @@ impl Plan<'_> {
             launch_asset: (&self.files.bundle).into(),
             files: std::iter::once(&self.files.bundle).chain(&self.files.assets).map(FileReport::from).collect(),
             would_upload,
+            patches: Vec::new(),
         }
     }
 }
@@ -111,12 +112,23 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
                 .iter()
                 .map(|f| PendingFile { path: f.path.clone(), sha256: f.digests.sha256_hex(), bytes: f.digests.size })
                 .collect();
-            let r = plan.report(None, Some(pending));
+            let mut r = plan.report(None, Some(pending));
             out.dry_run(&r);
+            // Nothing published in this runtime yet: no base to diff against.
+            if !args.no_patches && prep.latest_created_at.is_some() {
+                let channel = args.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
+                r.patches = patches(&client, plan, channel, None, &args, prep.max_file_bytes, out).await;
+            }
             reports.push(r);
             continue;
         }
         upload_all(&client, plan, todo, args.concurrency.into(), out).await?;
+        // Variants only make downloads smaller: a server without them still serves the files.
+        if !args.no_compress {
+            if let Err(e) = crate::patches::upload_variants(&client, &plan.target, &plan.uploaded, out).await {
+                out.warn(format!("no precompressed variants for {}: {e:#}", upload::label(&plan.target)));
+            }
+        }
         plan.prepared = Some(prep);
     }
 
@@ -129,11 +141,37 @@ pub async fn publish(args: PublishArgs, out: &Printer) -> Result<PublishReport> 
     for plan in plans.iter().filter(|p| p.prepared.is_some()) {
         let c = commit(&client, plan, &export, &meta, signer.as_ref()).await?;
         verify::served(&client, &plan.target, args.channel.as_deref(), &c).await?;
-        let r = UpdateReport { signed: c.signature.is_some(), ..plan.report(Some(&c.response), None) };
+        let mut r = UpdateReport { signed: c.signature.is_some(), ..plan.report(Some(&c.response), None) };
+        let earlier = plan.prepared.as_ref().is_some_and(|p| p.latest_created_at.is_some());
+        if !args.no_patches && earlier {
+            let max = plan.prepared.as_ref().map_or(0, |p| p.max_file_bytes);
+            r.patches = patches(&client, plan, &c.response.channel, Some(&c.response.id), &args, max, out).await;
+        }
         out.committed(&r);
         reports.push(r);
     }
     Ok(PublishReport { updates: reports, dry_run: args.dry_run, manifest_url })
+}
+
+/// The update is live whatever happens here: a failure (e.g. a token without the read scope
+/// to list earlier updates) is a warning and the devices download the full bundle.
+async fn patches(
+    client: &Client,
+    plan: &Plan<'_>,
+    channel: &str,
+    id: Option<&str>,
+    args: &PublishArgs,
+    max_file_bytes: u64,
+    out: &Printer,
+) -> Vec<crate::patches::PatchReport> {
+    let n = args.patch_bases.into();
+    match crate::patches::produce(client, &plan.target, channel, &plan.files.bundle, id, n, max_file_bytes, out).await {
+        Ok(r) => r,
+        Err(e) => {
+            out.warn(format!("no bsdiff patches for {}: {e:#}", upload::label(&plan.target)));
+            Vec::new()
+        }
+    }
 }
 
 /// Uploads `todo` with at most `concurrency` requests in flight; the first failure cancels the rest.

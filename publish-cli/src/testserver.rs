@@ -333,6 +333,12 @@ mod tests {
         publish::publish(a, &Printer::new(true)).await
     }
 
+    /// Identity file uploads only (precompressed variants go to `…/<sha>/br|gz`).
+    fn file_puts(server: &Server, path_part: &str) -> Vec<Seen> {
+        let variant = |p: &str| p.ends_with("/br") || p.ends_with("/gz");
+        seen(server, "PUT", path_part).into_iter().filter(|s| !variant(&s.path)).collect()
+    }
+
     fn seen(server: &Server, method: &str, path_part: &str) -> Vec<Seen> {
         server
             .state
@@ -370,8 +376,15 @@ mod tests {
         ));
 
         // Upload requests carry the length, the file's type and its md5.
-        let puts = seen(&server, "PUT", "/api/files/demo-app/ios/1.0.3/");
+        let puts = file_puts(&server, "/api/files/demo-app/ios/1.0.3/");
         assert_eq!(puts.len(), 7);
+        // The new bundle also went up brotli- and gzip-compressed; the PNGs did not.
+        let variants: Vec<String> = seen(&server, "PUT", "/api/files/demo-app/ios/1.0.3/")
+            .into_iter()
+            .filter(|s| s.path.contains("068bebc231a65b600d9f46c002a9344020d8d832c73aa5f655dfc2cfeabd30b7/"))
+            .map(|s| s.path.rsplit('/').next().unwrap().to_string())
+            .collect();
+        assert_eq!(variants, ["br", "gz"]);
         let bundle = puts
             .iter()
             .find(|s| s.path.ends_with("068bebc231a65b600d9f46c002a9344020d8d832c73aa5f655dfc2cfeabd30b7"))
@@ -454,7 +467,7 @@ mod tests {
         let r = publish(&server, "utility-app-v1", "utility-app", &[]).await.unwrap();
         assert_eq!(r.updates[0].uploaded_files, 8);
         assert_eq!(seen(&server, "POST", "/prepare").len(), 3);
-        assert_eq!(seen(&server, "PUT", "/api/files/").len(), 9);
+        assert_eq!(file_puts(&server, "/api/files/").len(), 9);
 
         server.state.inject.lock().unwrap().push(("/prepare", 400));
         let err = format!("{:#}", publish(&server, "utility-app-v1", "utility-app", &[]).await.unwrap_err());

@@ -118,7 +118,7 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-fn target_path(t: &Target) -> String {
+pub(crate) fn target_path(t: &Target) -> String {
     format!("{}/{}/{}", encode_segment(&t.slug), t.platform, encode_segment(&t.runtime_version))
 }
 

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod explain;
 pub mod log;
 pub mod rollout;
+pub mod patch;
 
 use crate::error::ApiError;
 use crate::http::route::query_param;

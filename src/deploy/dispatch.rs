@@ -9,10 +9,9 @@ use crate::access::audit::{self, AuditEntry};
 use crate::access::auth::{self, Action, Principal};
 use crate::access::tokens;
 use crate::check::{Reply, DEFAULT_CHANNEL};
-use crate::deploy::api::{
-    CommitRequest, PrepareRequest, PromoteRequest, ReleaseResponse, RollbackRequest, UploadResponse,
-};
+use crate::deploy::api::{CommitRequest, PrepareRequest, PromoteRequest, ReleaseResponse, RollbackRequest};
 use crate::deploy::formpublish::{self, FormPublish};
+use crate::deploy::patches;
 use crate::deploy::release;
 use crate::deploy::rollout::{self, RolloutOutcome, RolloutRequest};
 use crate::deploy::service::{self, Ctx, UploadHeaders};
@@ -100,6 +99,11 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
         Route::PublishPrepare { target } | Route::UploadFile { target, .. } | Route::PublishCommit { target } => {
             (Action::Publish, app(target))
         }
+        // Publish scope already changes what devices run; a patch or variant is checked against
+        // the runtime's stored updates and files (deploy::patches) so it cannot reach further.
+        Route::UploadPatch { target, .. } | Route::PatchStatus { target, .. } | Route::UploadEncoded { target, .. } => {
+            (Action::Publish, app(target))
+        }
         Route::PublishForm { slug } => (Action::Publish, Some(slug.clone())),
         Route::Rollback { target } | Route::Promote { target } => (Action::Rollback, app(target)),
         // Rollout changes move a channel between updates already published on it (the rollout
@@ -127,6 +131,9 @@ pub fn app_of(route: &Route) -> Option<String> {
     match route {
         Route::PublishPrepare { target }
         | Route::UploadFile { target, .. }
+        | Route::UploadPatch { target, .. }
+        | Route::PatchStatus { target, .. }
+        | Route::UploadEncoded { target, .. }
         | Route::PublishCommit { target }
         | Route::Rollback { target }
         | Route::Promote { target }
@@ -229,6 +236,13 @@ async fn run<B: Backend>(
             json(200, &service::prepare(store, &target, &prep, ctx).await?)
         }
         Route::UploadFile { target, sha256 } => upload(store, &target, &sha256, req.header, body, ctx).await,
+        Route::UploadPatch { target, base, sha256 } => {
+            patches::upload_patch(store, &target, &base, &sha256, req.header, body, ctx).await
+        }
+        Route::PatchStatus { target, base, sha256 } => patches::status(store, &target, &base, &sha256).await,
+        Route::UploadEncoded { target, sha256, encoding } => {
+            patches::upload_encoded(store, &target, &sha256, encoding, req.header, body, ctx).await
+        }
         Route::PublishCommit { target } => {
             let commit: CommitRequest = read_json(body, req.header, cap).await?;
             noted.channel(commit.channel.as_deref().unwrap_or(DEFAULT_CHANNEL));
@@ -415,17 +429,8 @@ async fn upload<S: ObjectStore>(
     ctx: &Ctx<'_>,
 ) -> Result<Reply, ApiError> {
     let up = service::upload_headers(header, &ctx.limits)?;
-    let key = t.file_key(sha256);
-    if let Some(existing) = store.head(&key).await? {
-        return json(200, &UploadResponse { sha256: sha256.into(), size: existing.size, stored: false });
-    }
     let sha = hash::parse_hex::<32>(sha256).ok_or_else(|| ApiError::bad_request("file id must be SHA-256 hex"))?;
-    let stored = body.store_file(&key, &up, sha).await?;
-    if stored.size != up.len {
-        store.delete(&[key]).await?;
-        return Err(ApiError::bad_request("body length does not match Content-Length"));
-    }
-    json(201, &UploadResponse { sha256: sha256.into(), size: stored.size, stored: true })
+    patches::store_once(store, &t.file_key(sha256), up, sha, body).await
 }
 
 async fn publish_form<B: Backend>(
@@ -582,6 +587,58 @@ mod tests {
                     Route::UploadFile { target: t.clone(), sha256: new_sha.clone() },
                     "",
                     new_file.to_vec(),
+                    Some(Scope::Publish),
+                    201,
+                )
+            },
+            // The seeded app has one update, so a patch to an unknown target update is a 404 for
+            // an allowed caller; the success path is in deploy::patches' tests.
+            Case {
+                headers: vec![
+                    ("content-length", "4".into()),
+                    (patches::DIGEST_HEADER, Digests::of(b"BSDI").sha256_hex()),
+                    (patches::BASE_UPDATE_HEADER, update_id.into()),
+                    (patches::TARGET_UPDATE_HEADER, "0f8d2a8e-0000-4000-8000-0000000000aa".into()),
+                ],
+                ..case(
+                    "upload patch",
+                    Route::UploadPatch {
+                        target: t.clone(),
+                        base: Digests::of(V1[0].0).sha256_hex(),
+                        sha256: new_sha.clone(),
+                    },
+                    "",
+                    b"BSDI".to_vec(),
+                    Some(Scope::Publish),
+                    404,
+                )
+            },
+            case(
+                "patch status",
+                Route::PatchStatus {
+                    target: t.clone(),
+                    base: Digests::of(V1[0].0).sha256_hex(),
+                    sha256: new_sha.clone(),
+                },
+                "",
+                Vec::new(),
+                Some(Scope::Publish),
+                404,
+            ),
+            Case {
+                headers: vec![
+                    ("content-length", "2".into()),
+                    (patches::DIGEST_HEADER, Digests::of(b"br").sha256_hex()),
+                ],
+                ..case(
+                    "upload variant",
+                    Route::UploadEncoded {
+                        target: t.clone(),
+                        sha256: Digests::of(V1[0].0).sha256_hex(),
+                        encoding: crate::check::patch::Encoding::Br,
+                    },
+                    "",
+                    b"br".to_vec(),
                     Some(Scope::Publish),
                     201,
                 )
@@ -810,7 +867,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 9 * 2 * (15 + 8 + 2 + 1));
+        assert_eq!(checked, 9 * 2 * (15 + 8 + 2 + 1 + 3));
     }
 
     #[test]

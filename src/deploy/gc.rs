@@ -40,9 +40,21 @@ pub async fn collect_files<S: ObjectStore>(
     let files_prefix = t.files_prefix();
     let mut doomed = Vec::new();
     let mut kept = 0;
-    for f in list_all(store, &files_prefix).await? {
-        let sha = f.key.strip_prefix(&files_prefix).unwrap_or_default();
-        if named.contains(sha) || f.uploaded_ms.saturating_add(grace_ms) > now_ms {
+    // A precompressed variant (`<sha>.br`) lives and dies with its file.
+    let files = list_all(store, &files_prefix).await?.into_iter().map(|f| {
+        let name = f.key.strip_prefix(&files_prefix).unwrap_or_default();
+        let live = named.contains(name.split('.').next().unwrap_or_default());
+        (f, live)
+    });
+    // A patch is only useful while both launch assets it joins are named.
+    let patches_prefix = t.patches_prefix();
+    let patches = list_all(store, &patches_prefix).await?.into_iter().map(|f| {
+        let name = f.key.strip_prefix(&patches_prefix).unwrap_or_default();
+        let live = name.split_once('-').is_some_and(|(b, t)| named.contains(b) && named.contains(t));
+        (f, live)
+    });
+    for (f, live) in files.chain(patches.collect::<Vec<_>>()) {
+        if live || f.uploaded_ms.saturating_add(grace_ms) > now_ms {
             kept += 1;
         } else {
             doomed.push(f.key);
@@ -135,6 +147,32 @@ mod tests {
         let c = pollster::block_on(collect_files(&store.inner, &t, 10 * GRACE_MS, GRACE_MS)).unwrap();
         assert_eq!(c, Collected { deleted_files: 0, kept_files: 1 });
         assert!(store.inner.bytes(&t.file_key(&Digests::of(b"bundle-1").sha256_hex())).is_some());
+    }
+
+    #[test]
+    fn collect_files_variants_and_patches_follow_their_files() {
+        let store = MemoryStore::new();
+        let t = testing::target("demo-app");
+        testing::upload(&store, &t, &V1);
+        let body = testing::manifest(&t, &V1, 1_000, "production");
+        pollster::block_on(service::commit(
+            &store,
+            &t,
+            testing::commit_request(body, "production"),
+            &testing::ctx(1_000),
+        ))
+        .unwrap();
+        let named = Digests::of(b"bundle-1").sha256_hex();
+        let gone = Digests::of(b"bundle-0").sha256_hex();
+        store.put_file(&t.encoded_key(&named, "br"), b"v", "x");
+        store.put_file(&t.encoded_key(&gone, "br"), b"v", "x");
+        store.put_file(&t.patch_key(&gone, &named), b"p", "x");
+        store.put_file(&t.patch_key(&named, &named), b"p", "x");
+        let c = pollster::block_on(collect_files(&store, &t, 10 * GRACE_MS, GRACE_MS)).unwrap();
+        assert_eq!(c, Collected { deleted_files: 2, kept_files: 3 });
+        assert!(store.bytes(&t.encoded_key(&named, "br")).is_some());
+        assert!(store.bytes(&t.encoded_key(&gone, "br")).is_none());
+        assert!(store.bytes(&t.patch_key(&gone, &named)).is_none(), "its base is named by no update");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod formdata;
 pub mod formpublish;
 pub mod gc;
+pub mod patches;
 pub mod release;
 pub mod rollout;
 pub mod service;

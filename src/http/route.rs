@@ -1,6 +1,7 @@
 //! Request routing as a plain enum, parsed from method + path and unit-tested; the Worker
 //! adapter only `match`es on it.
 
+use crate::check::patch::Encoding;
 use crate::error::ApiError;
 use crate::storage::layout::Target;
 use crate::validate;
@@ -30,6 +31,27 @@ pub enum Route {
     /// `PUT /api/files/:slug/:platform/:runtimeVersion/:sha256` — one raw file.
     UploadFile {
         target: Target,
+        sha256: String,
+    },
+    /// `PUT /api/files/:slug/:platform/:runtimeVersion/:sha256/:encoding` — a precompressed
+    /// variant (`br` or `gz`) of a stored file (see `deploy::patches`).
+    UploadEncoded {
+        target: Target,
+        sha256: String,
+        encoding: Encoding,
+    },
+    /// `PUT /api/patches/:slug/:platform/:runtimeVersion/:baseSha256/:targetSha256` — a BSDIFF40
+    /// patch between two stored launch assets (see `deploy::patches`).
+    UploadPatch {
+        target: Target,
+        base: String,
+        sha256: String,
+    },
+    /// `HEAD /api/patches/:slug/:platform/:runtimeVersion/:baseSha256/:targetSha256` — 200 when
+    /// that patch is stored, 404 when not (the CLI uploads only missing patches).
+    PatchStatus {
+        target: Target,
+        base: String,
         sha256: String,
     },
     /// `POST /api/publish/:slug/:platform/:runtimeVersion/commit` — make an update current.
@@ -142,6 +164,21 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             allow("PUT")?;
             Ok(Route::UploadFile { target: target(slug, platform, rv)?, sha256: sha(hash)? })
         }
+        ["api", "files", slug, platform, rv, hash, enc] => {
+            allow("PUT")?;
+            let encoding = Encoding::from_ext(enc)
+                .ok_or_else(|| ApiError::bad_request("file encoding must be br or gz (the only variants served)"))?;
+            Ok(Route::UploadEncoded { target: target(slug, platform, rv)?, sha256: sha(hash)?, encoding })
+        }
+        ["api", "patches", slug, platform, rv, base, hash] => {
+            allow("PUT, HEAD")?;
+            let (target, base, sha256) = (target(slug, platform, rv)?, sha(base)?, sha(hash)?);
+            Ok(if method == "PUT" {
+                Route::UploadPatch { target, base, sha256 }
+            } else {
+                Route::PatchStatus { target, base, sha256 }
+            })
+        }
         ["api", "updates"] => allow("GET").map(|_| Route::ListUpdates),
         ["api", "updates", slug, platform, rv] => {
             allow("DELETE")?;
@@ -248,6 +285,37 @@ mod tests {
             parse("PUT", &format!("/api/files/demo-app/ios/1.0.0%2Bb%281%29/{SHA}")).unwrap(),
             Route::UploadFile { target: t("demo-app", Platform::Ios, "1.0.0+b(1)"), sha256: SHA.into() }
         );
+        assert_eq!(
+            parse("PUT", &format!("/api/files/demo-app/ios/1.0.0/{SHA}/br")).unwrap(),
+            Route::UploadEncoded {
+                target: t("demo-app", Platform::Ios, "1.0.0"),
+                sha256: SHA.into(),
+                encoding: Encoding::Br
+            }
+        );
+        assert_eq!(parse("PUT", &format!("/api/files/demo-app/ios/1.0.0/{SHA}/zstd")).unwrap_err().status, 400);
+        let other = "0".repeat(64);
+        assert_eq!(
+            parse("PUT", &format!("/api/patches/demo-app/android/1.0.0/{other}/{SHA}")).unwrap(),
+            Route::UploadPatch {
+                target: t("demo-app", Platform::Android, "1.0.0"),
+                base: other.clone(),
+                sha256: SHA.into()
+            }
+        );
+        assert_eq!(
+            parse("HEAD", &format!("/api/patches/demo-app/android/1.0.0/{other}/{SHA}")).unwrap(),
+            Route::PatchStatus {
+                target: t("demo-app", Platform::Android, "1.0.0"),
+                base: other.clone(),
+                sha256: SHA.into()
+            }
+        );
+        assert_eq!(
+            parse("GET", &format!("/api/patches/demo-app/ios/1.0.0/{other}/{SHA}")).unwrap_err().allow,
+            Some("PUT, HEAD")
+        );
+        assert_eq!(parse("PUT", &format!("/api/patches/demo-app/ios/1.0.0/x/{SHA}")).unwrap_err().status, 400);
         assert_eq!(parse("GET", "/api/updates").unwrap(), Route::ListUpdates);
         assert_eq!(
             parse("POST", "/api/rollout/demo-app/ios/1.0.3").unwrap(),
@@ -310,6 +378,9 @@ mod tests {
             ("POST", "/api/publish/a/ios/1/prepare".into()),
             ("POST", "/api/publish/a/ios/1/commit".into()),
             ("PUT", format!("/api/files/a/ios/1/{SHA}")),
+            ("PUT", format!("/api/files/a/ios/1/{SHA}/gz")),
+            ("PUT", format!("/api/patches/a/ios/1/{SHA}/{SHA}")),
+            ("HEAD", format!("/api/patches/a/ios/1/{SHA}/{SHA}")),
             ("GET", "/api/updates".into()),
             ("GET", format!("/api/updates/a/ios/1/{id}")),
             ("DELETE", format!("/api/updates/a/ios/1/{id}")),

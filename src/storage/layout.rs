@@ -3,6 +3,9 @@
 //!
 //! ```text
 //! <slug>/<platform>/<runtimeVersion>/files/<sha256 hex>          file bytes, immutable, R2-verified digest
+//! <slug>/<platform>/<runtimeVersion>/files/<sha256 hex>.br|.gz   the same file, precompressed by the CLI
+//! <slug>/<platform>/<runtimeVersion>/patches/<base sha>-<target sha>
+//!                                                                BSDIFF40 patch between two launch assets
 //! <slug>/<platform>/<runtimeVersion>/updates/<update id>.json    update record, immutable (manifest bytes inside)
 //! <slug>/<platform>/<runtimeVersion>/channels/<channel>.json     current update of a channel (a copy of its record)
 //! <slug>/<platform>/<runtimeVersion>/served/<channel>/<13-digit inverted ms>-<update id>
@@ -43,6 +46,18 @@ impl Target {
     }
     pub fn file_key(&self, sha256_hex: &str) -> String {
         format!("{}files/{sha256_hex}", self.prefix())
+    }
+    /// A precompressed variant of `files/<sha>` (`ext`: `br` or `gz`); it belongs to that file.
+    pub fn encoded_key(&self, sha256_hex: &str, ext: &str) -> String {
+        format!("{}files/{sha256_hex}.{ext}", self.prefix())
+    }
+    /// A patch is named by the launch assets it joins, not by updates, so every update that
+    /// republishes either bundle reuses it.
+    pub fn patch_key(&self, base_sha256_hex: &str, target_sha256_hex: &str) -> String {
+        format!("{}{base_sha256_hex}-{target_sha256_hex}", self.patches_prefix())
+    }
+    pub fn patches_prefix(&self) -> String {
+        format!("{}patches/", self.prefix())
     }
     pub fn files_prefix(&self) -> String {
         format!("{}files/", self.prefix())
@@ -97,6 +112,8 @@ mod tests {
         let t = Target::parse("demo-app", Platform::Ios.as_str(), "1.0.3").unwrap();
         assert_eq!(t.prefix(), "demo-app/ios/1.0.3/");
         assert_eq!(t.file_key("ab"), "demo-app/ios/1.0.3/files/ab");
+        assert_eq!(t.encoded_key("ab", "br"), "demo-app/ios/1.0.3/files/ab.br");
+        assert_eq!(t.patch_key("ab", "cd"), "demo-app/ios/1.0.3/patches/ab-cd");
         assert_eq!(t.record_key("id"), "demo-app/ios/1.0.3/updates/id.json");
         assert_eq!(t.channel_key("production"), "demo-app/ios/1.0.3/channels/production.json");
         assert_eq!(t.asset_path(), "/api/assets/demo-app/ios/1.0.3");

@@ -10,6 +10,7 @@ mod writer;
 
 use crate::check::cache::PointerCache;
 use crate::check::log::{self as checklog, LogChecks};
+use crate::check::patch;
 use crate::check::{self, Reply};
 use crate::config::Limits;
 use crate::deploy::service::{self, Ctx};
@@ -74,7 +75,7 @@ async fn handle(mut req: Request, env: &Env, wctx: &Context) -> std::result::Res
             }
             reply_api(reply)
         }
-        Route::Asset { target, sha256, head, .. } => asset(&req, &store, &target, &sha256, head).await,
+        Route::Asset { target, sha256, ext, head } => asset(&req, &store, &target, &sha256, ext.as_deref(), head).await,
         Route::Capacitor(r) => capacitor::serve(r, &mut req, &store, query, &ctx).await,
         _ => unreachable!("every other route needs auth"),
     }
@@ -195,14 +196,25 @@ async fn cached_current(
     Ok(fresh)
 }
 
-/// Streams a stored file from R2 straight to the client (the body never enters wasm).
+/// Streams a stored file from R2 straight to the client (the body never enters wasm). Which
+/// stored object is sent is `check::patch`'s decision: a bsdiff patch when the client asked for
+/// one against a stored update and it was uploaded, else a precompressed variant the request
+/// accepts, else the identity bytes. Anything failing on the way to a patch or variant falls
+/// back to the full file: a non-2xx here fails the client's whole update.
 async fn asset(
     req: &Request,
     store: &R2Store,
     t: &Target,
     sha256: &str,
+    ext: Option<&str>,
     head_only: bool,
 ) -> std::result::Result<Response, ApiError> {
+    let h = |n: &str| header(req, n);
+    if !head_only {
+        if let Some(resp) = patch_response(store, t, sha256, &h).await {
+            return Ok(resp);
+        }
+    }
     let key = t.file_key(sha256);
     let not_found = || {
         ApiError::not_found(format!(
@@ -210,7 +222,7 @@ async fn asset(
             t.slug, t.platform, t.runtime_version
         ))
     };
-    let headers = |obj: &Object| -> std::result::Result<Headers, ApiError> {
+    let headers = |obj: &Object, encoding: Option<patch::Encoding>| -> std::result::Result<Headers, ApiError> {
         let h = Headers::new();
         // What the publisher stored with the file, never the URL's extension: a URL can be
         // rewritten by anyone, the stored type only by a publish.
@@ -222,19 +234,67 @@ async fn asset(
         set("content-length", &obj.size().to_string())?;
         set("x-content-type-options", "nosniff")?;
         set("content-security-policy", "sandbox")?;
+        set("vary", patch::VARY)?;
+        if let Some(e) = encoding {
+            set("content-encoding", e.header())?;
+        }
         Ok(h)
     };
     if head_only {
         let obj = store.0.head(key).await.map_err(internal)?.ok_or_else(not_found)?;
-        return Ok(Response::empty().map_err(internal)?.with_headers(headers(&obj)?));
+        return Ok(Response::empty().map_err(internal)?.with_headers(headers(&obj, None)?));
     }
-    let obj = store.0.get(key).execute().await.map_err(internal)?.ok_or_else(not_found)?;
-    let h = headers(&obj)?;
+    // One read for a variant (only for text files whose request accepts one), then the file.
+    let wanted =
+        if patch::is_compressible(ext) { patch::choose_encoding(client_accept_encoding(req).as_deref()) } else { None };
+    let variant = match wanted {
+        Some(e) => store.0.get(t.encoded_key(sha256, e.ext())).execute().await.ok().flatten().map(|o| (o, e)),
+        None => None,
+    };
+    let (obj, encoding) = match variant {
+        Some((o, e)) => (o, Some(e)),
+        None => (store.0.get(key).execute().await.map_err(internal)?.ok_or_else(not_found)?, None),
+    };
+    let h = headers(&obj, encoding)?;
     if header(req, "if-none-match").as_deref() == Some(obj.http_etag().as_str()) {
         return Ok(Response::empty().map_err(internal)?.with_status(304).with_headers(h));
     }
     let body = obj.body().ok_or_else(not_found)?.response_body().map_err(internal)?;
-    Ok(Response::from_body(body).map_err(internal)?.with_headers(h))
+    // Manual: the bytes are already encoded; the runtime must not compress them again.
+    Ok(Response::from_body(body).map_err(internal)?.with_headers(h).with_encode_body(EncodeBody::Manual))
+}
+
+/// The patch reply, if `check::patch` picks one and it is stored: one record read and one GET.
+async fn patch_response(
+    store: &R2Store,
+    t: &Target,
+    sha256: &str,
+    h: &dyn Fn(&str) -> Option<String>,
+) -> Option<Response> {
+    let p = patch::candidate(store, t, sha256, h).await?;
+    let obj = store.0.get(&p.key).execute().await.ok().flatten()?;
+    let size = obj.size();
+    let body = obj.body()?.response_body().ok()?;
+    let headers = Headers::new();
+    for (k, v) in p.headers() {
+        headers.set(k, &v).ok()?;
+    }
+    headers.set("content-length", &size.to_string()).ok()?;
+    headers.set("vary", patch::VARY).ok()?;
+    headers.set("x-content-type-options", "nosniff").ok()?;
+    Some(Response::from_body(body).ok()?.with_headers(headers))
+}
+
+/// The client's own `Accept-Encoding`. Cloudflare (and `wrangler dev`, to match) replaces the
+/// header a Worker sees with `br, gzip` and keeps the client's value in
+/// `request.cf.clientAcceptEncoding` (absent when the client sent none); without `cf` (not on
+/// Cloudflare) the header is the client's.
+fn client_accept_encoding(req: &Request) -> Option<String> {
+    let cf = js_sys::Reflect::get(req.inner(), &"cf".into()).ok().filter(|v| v.is_object());
+    match cf {
+        Some(cf) => js_sys::Reflect::get(&cf, &"clientAcceptEncoding".into()).ok()?.as_string(),
+        None => header(req, "accept-encoding"),
+    }
 }
 
 pub(crate) fn header(req: &Request, name: &str) -> Option<String> {

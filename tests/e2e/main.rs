@@ -24,6 +24,7 @@ mod cli;
 mod deploy;
 mod health;
 mod hostile;
+mod patches;
 mod protocol;
 mod releases;
 mod rollouts;
