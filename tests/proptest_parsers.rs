@@ -341,6 +341,13 @@ proptest! {
                         check_target(target)?;
                         prop_assert!(id::is_canonical_uuid(id), "{id:?}");
                     }
+                    // Account routes name at most a validated slug (and a login or key id checked by the router).
+                    Route::Accounts(a) => {
+                        if let Some(slug) = a.app() {
+                            prop_assert!(validate::slug(slug).is_ok());
+                            check_key_segment(slug)?;
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -191,7 +191,11 @@ impl AuditEntry {
             && self.action.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
         AuditEntry {
             at: if time::parse_millis(&self.at).is_some() { self.at } else { String::new() },
-            actor: if self.actor == "admin" || is_token_id(&self.actor) { self.actor } else { INVALID.into() },
+            actor: if self.actor == "admin" || is_token_id(&self.actor) || is_user_actor(&self.actor) {
+                self.actor
+            } else {
+                INVALID.into()
+            },
             actor_name: self.actor_name.map(|n| clean_text(&n, MAX_ACTOR_NAME_CHARS)),
             action: if action_ok { self.action } else { INVALID.into() },
             slug: self.slug.filter(|s| validate::slug(s).is_ok()),
@@ -481,6 +485,11 @@ pub async fn migrate_legacy<S: ObjectStore>(store: &S) -> Result<usize, ApiError
     }
     store.delete(&moved).await?;
     Ok(moved.len())
+}
+
+/// `user:<login>`: a signed-in user, by a login that passes the login rule.
+fn is_user_actor(s: &str) -> bool {
+    s.strip_prefix("user:").is_some_and(|l| crate::access::accounts::login(l).is_ok())
 }
 
 #[cfg(test)]
