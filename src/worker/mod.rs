@@ -1,6 +1,8 @@
 //! The Worker: parse the route, run the core, and do the I/O the core cannot (streaming file
 //! bytes between the client and R2 without copying them into wasm).
 
+mod accounts;
+mod d1;
 mod deploy;
 mod r2;
 mod signing;
@@ -49,6 +51,9 @@ async fn handle(mut req: Request, env: &Env, wctx: &Context) -> std::result::Res
     let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits: vars.limits, random: &random16 };
     let query = url.query().unwrap_or("");
 
+    if let Route::Accounts(r) = route {
+        return accounts::serve(r, &mut req, env, store, &ctx).await;
+    }
     if route.needs_auth() {
         return deploy::serve(route, query, &mut req, env, wctx, store, &ctx).await;
     }

@@ -19,6 +19,7 @@
 
 mod util;
 
+mod accounts;
 mod cli;
 mod deploy;
 mod hostile;
