@@ -20,6 +20,7 @@
 mod util;
 
 mod accounts;
+mod browser;
 mod cli;
 mod deploy;
 mod hostile;

@@ -477,7 +477,9 @@ fn test_config(vars: &[(&str, &str)], deploys_per_minute: u32) -> String {
         if in_build {
             continue;
         }
-        if t.starts_with("migrations_dir = ") {
+        if t.starts_with("directory = \"./public\"") {
+            out.push_str(&format!("directory = {:?}\n", root().join("public").display().to_string()));
+        } else if t.starts_with("migrations_dir = ") {
             out.push_str(&format!("migrations_dir = {:?}\n", root().join("migrations").display().to_string()));
         } else if t.starts_with("main = ") {
             out.push_str(&format!("main = {:?}\n", main.display().to_string()));
