@@ -7,7 +7,8 @@ use super::internal;
 use crate::access::accounts::session::{Kind, SessionRow};
 use crate::access::accounts::{AppRole, ControlPlane, Member, MemberChange, Role, UserRow, LOGIN_WINDOW_MS, MAX_APPS};
 use crate::error::ApiError;
-use serde::Deserialize;
+use js_sys::Array;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
@@ -31,12 +32,41 @@ impl D1Plane {
         Ok(r.meta().map_err(d1)?.and_then(|m| m.changes).unwrap_or(0))
     }
 
-    async fn first<T: for<'de> Deserialize<'de>>(&self, sql: &str, args: &[JsValue]) -> Result<Option<T>, ApiError> {
-        self.stmt(sql, args)?.first::<T>(None).await.map_err(d1)
+    /// Rows as arrays of column values in SELECT order (read by [`Row`], no serde in between:
+    /// a deserializer per row type would grow the wasm for nothing).
+    async fn all(&self, sql: &str, args: &[JsValue]) -> Result<Vec<Row>, ApiError> {
+        let rows = self.stmt(sql, args)?.raw_js_value().await.map_err(d1)?;
+        Ok(rows.into_iter().map(|r| Row(r.unchecked_into())).collect())
     }
 
-    async fn all<T: for<'de> Deserialize<'de>>(&self, sql: &str, args: &[JsValue]) -> Result<Vec<T>, ApiError> {
-        self.stmt(sql, args)?.all().await.map_err(d1)?.results::<T>().map_err(d1)
+    async fn first(&self, sql: &str, args: &[JsValue]) -> Result<Option<Row>, ApiError> {
+        Ok(self.all(sql, args).await?.into_iter().next())
+    }
+}
+
+/// One result row: column values by position.
+struct Row(Array);
+
+impl Row {
+    fn str(&self, i: u32) -> Result<String, ApiError> {
+        self.0
+            .get(i)
+            .as_string()
+            .ok_or_else(|| ApiError::internal(format!("accounts database: column {i} is not text")))
+    }
+    fn num(&self, i: u32) -> Result<f64, ApiError> {
+        self.0
+            .get(i)
+            .as_f64()
+            .ok_or_else(|| ApiError::internal(format!("accounts database: column {i} is not a number")))
+    }
+    fn user(&self) -> Result<UserRow, ApiError> {
+        Ok(UserRow {
+            id: self.num(0)? as i64,
+            login: self.str(1)?,
+            password_hash: self.str(2)?,
+            admin: self.num(3)? != 0.0,
+        })
     }
 }
 
@@ -64,54 +94,6 @@ fn ms(v: u64) -> JsValue {
     JsValue::from_f64(v as f64)
 }
 
-#[derive(Deserialize)]
-struct UserSql {
-    id: f64,
-    login: String,
-    password_hash: String,
-    is_admin: f64,
-}
-
-impl From<UserSql> for UserRow {
-    fn from(u: UserSql) -> Self {
-        UserRow { id: u.id as i64, login: u.login, password_hash: u.password_hash, admin: u.is_admin != 0.0 }
-    }
-}
-
-#[derive(Deserialize)]
-struct RoleSql {
-    slug: String,
-    role: String,
-}
-
-#[derive(Deserialize)]
-struct MemberSql {
-    login: String,
-    role: String,
-}
-
-#[derive(Deserialize)]
-struct SessionSql {
-    user_id: f64,
-    kind: String,
-    expires_at: f64,
-}
-
-#[derive(Deserialize)]
-struct Id {
-    id: f64,
-}
-
-#[derive(Deserialize)]
-struct Count {
-    n: f64,
-}
-
-#[derive(Deserialize)]
-struct Slug {
-    slug: String,
-}
-
 fn role(s: &str) -> Result<Role, ApiError> {
     Role::parse(s).map_err(|_| ApiError::internal(format!("unknown role {s:?} in the accounts database")))
 }
@@ -120,16 +102,16 @@ const USER_COLUMNS: &str = "SELECT id, login, password_hash, is_admin FROM users
 
 impl ControlPlane for D1Plane {
     async fn user_by_login(&self, login: &str) -> Result<Option<UserRow>, ApiError> {
-        Ok(self.first::<UserSql>(&format!("{USER_COLUMNS} WHERE login = ?1"), &[s(login)]).await?.map(Into::into))
+        self.first(&format!("{USER_COLUMNS} WHERE login = ?1"), &[s(login)]).await?.map(|r| r.user()).transpose()
     }
     async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>, ApiError> {
-        Ok(self.first::<UserSql>(&format!("{USER_COLUMNS} WHERE id = ?1"), &[n(id as f64)]).await?.map(Into::into))
+        self.first(&format!("{USER_COLUMNS} WHERE id = ?1"), &[n(id as f64)]).await?.map(|r| r.user()).transpose()
     }
     async fn create_user(&self, login: &str, hash: &str, admin: bool, now: u64) -> Result<Option<i64>, ApiError> {
         let sql = "INSERT INTO users (login, password_hash, is_admin, created_at, password_changed_at) \
                    VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT(login) DO NOTHING RETURNING id";
-        let row = self.first::<Id>(sql, &[s(login), s(hash), n(u8::from(admin)), ms(now)]).await?;
-        Ok(row.map(|r| r.id as i64))
+        let row = self.first(sql, &[s(login), s(hash), n(u8::from(admin)), ms(now)]).await?;
+        row.map(|r| r.num(0).map(|id| id as i64)).transpose()
     }
     async fn set_password(&self, user_id: i64, hash: &str, now: u64) -> Result<(), ApiError> {
         let sql = "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1";
@@ -139,8 +121,8 @@ impl ControlPlane for D1Plane {
         let sql = format!(
             "SELECT app_slug AS slug, role FROM memberships WHERE user_id = ?1 ORDER BY app_slug LIMIT {MAX_APPS}"
         );
-        let rows = self.all::<RoleSql>(&sql, &[n(user_id as f64)]).await?;
-        rows.into_iter().map(|r| Ok(AppRole { role: role(&r.role)?, slug: r.slug })).collect()
+        let rows = self.all(&sql, &[n(user_id as f64)]).await?;
+        rows.into_iter().map(|r| Ok(AppRole { slug: r.str(0)?, role: role(&r.str(1)?)? })).collect()
     }
     async fn create_session(&self, d: &str, user_id: i64, kind: Kind, now: u64, exp: u64) -> Result<(), ApiError> {
         let sql =
@@ -149,9 +131,9 @@ impl ControlPlane for D1Plane {
     }
     async fn session(&self, d: &str) -> Result<Option<SessionRow>, ApiError> {
         let sql = "SELECT user_id, kind, expires_at FROM sessions WHERE token_hash = ?1";
-        let Some(r) = self.first::<SessionSql>(sql, &[s(d)]).await? else { return Ok(None) };
-        let kind = Kind::parse(&r.kind).ok_or_else(|| ApiError::internal("unknown session kind in the database"))?;
-        Ok(Some(SessionRow { user_id: r.user_id as i64, kind, expires_at: r.expires_at as u64 }))
+        let Some(r) = self.first(sql, &[s(d)]).await? else { return Ok(None) };
+        let kind = Kind::parse(&r.str(1)?).ok_or_else(|| ApiError::internal("unknown session kind in the database"))?;
+        Ok(Some(SessionRow { user_id: r.num(0)? as i64, kind, expires_at: r.num(2)? as u64 }))
     }
     async fn delete_session(&self, d: &str) -> Result<(), ApiError> {
         self.changes("DELETE FROM sessions WHERE token_hash = ?1", &[s(d)]).await.map(|_| ())
@@ -162,8 +144,8 @@ impl ControlPlane for D1Plane {
     }
     async fn login_failures(&self, key: &str, now: u64) -> Result<u32, ApiError> {
         let sql = "SELECT failures AS n FROM login_attempts WHERE key = ?1 AND window_start > ?2";
-        let row = self.first::<Count>(sql, &[s(key), ms(now.saturating_sub(LOGIN_WINDOW_MS))]).await?;
-        Ok(row.map_or(0, |c| c.n as u32))
+        let row = self.first(sql, &[s(key), ms(now.saturating_sub(LOGIN_WINDOW_MS))]).await?;
+        Ok(row.map(|r| r.num(0)).transpose()?.map_or(0, |n| n as u32))
     }
     async fn note_login_failure(&self, key: &str, now: u64) -> Result<(), ApiError> {
         // A window that ended starts again at 1; otherwise the count grows. SET reads old values.
@@ -194,18 +176,18 @@ impl ControlPlane for D1Plane {
     }
     async fn all_apps(&self) -> Result<Vec<String>, ApiError> {
         let sql = format!("SELECT slug FROM apps ORDER BY slug LIMIT {MAX_APPS}");
-        Ok(self.all::<Slug>(&sql, &[]).await?.into_iter().map(|r| r.slug).collect())
+        self.all(&sql, &[]).await?.into_iter().map(|r| r.str(0)).collect()
     }
     async fn app_exists(&self, slug: &str) -> Result<bool, ApiError> {
-        Ok(self.first::<Slug>("SELECT slug FROM apps WHERE slug = ?1", &[s(slug)]).await?.is_some())
+        Ok(self.first("SELECT slug FROM apps WHERE slug = ?1", &[s(slug)]).await?.is_some())
     }
     async fn members(&self, slug: &str) -> Result<Vec<Member>, ApiError> {
         let sql = format!(
             "SELECT u.login AS login, m.role AS role FROM memberships m JOIN users u ON u.id = m.user_id \
              WHERE m.app_slug = ?1 ORDER BY u.login LIMIT {MAX_APPS}"
         );
-        let rows = self.all::<MemberSql>(&sql, &[s(slug)]).await?;
-        rows.into_iter().map(|r| Ok(Member { role: role(&r.role)?, login: r.login })).collect()
+        let rows = self.all(&sql, &[s(slug)]).await?;
+        rows.into_iter().map(|r| Ok(Member { login: r.str(0)?, role: role(&r.str(1)?)? })).collect()
     }
     async fn set_member(&self, slug: &str, user_id: i64, r: Role, now: u64) -> Result<MemberChange, ApiError> {
         let sql = "INSERT INTO memberships (app_slug, user_id, role, created_at) \
@@ -225,7 +207,7 @@ impl ControlPlane for D1Plane {
             return Ok(MemberChange::Done);
         }
         let still = "SELECT app_slug AS slug, role FROM memberships WHERE app_slug = ?1 AND user_id = ?2";
-        let member = self.first::<RoleSql>(still, &[s(slug), n(user_id as f64)]).await?;
+        let member = self.first(still, &[s(slug), n(user_id as f64)]).await?;
         Ok(if member.is_some() { MemberChange::LastOwner } else { MemberChange::Missing })
     }
 }

@@ -171,3 +171,18 @@ fn session_token_as_bearer_on_another_app_is_403() {
     as_bearer(s, &bearer, "GET", &format!("/api/updates?slug={theirs}"), None).assert_error(403);
     as_bearer(s, &bearer, "POST", "/api/users", Some(&json!({"login": "x-y", "password": PW}))).assert_error(403);
 }
+
+/// The Worker derives with WebCrypto, the host with the `pbkdf2` crate: the hash the Worker stored
+/// verifies on the host with the same parameters, and a wrong password does not.
+#[test]
+fn webcrypto_password_hash_verifies_natively() {
+    use expo_ota::access::accounts::password::{self, NativeKdf, PasswordHash};
+    let s = server();
+    let who = login_name("kdf");
+    create_user(s, &who);
+    let stored = s.password_hash(&who).expect("the user's row in local D1");
+    let parsed = PasswordHash::parse(&stored).expect("a well-formed hash");
+    assert_eq!((parsed.iterations, parsed.salt.len()), (password::ITERATIONS, 16));
+    assert!(pollster::block_on(password::verify(&NativeKdf, PW, &stored)).unwrap());
+    assert!(!pollster::block_on(password::verify(&NativeKdf, "not the password", &stored)).unwrap());
+}

@@ -293,6 +293,22 @@ impl Server {
     }
 
     /// Every object in the bucket (all tests' apps, tokens and the audit log), by key.
+    /// The stored password hash of `login` in this server's local D1 (the accounts database).
+    pub fn password_hash(&self, login: &str) -> Option<String> {
+        let dir = self.dir.join("state/v3/d1");
+        let script = concat!(
+            "import sqlite3, sys, glob\n",
+            "for f in glob.glob(sys.argv[1] + '/**/*.sqlite', recursive=True):\n",
+            "    db = sqlite3.connect(f, timeout=30)\n",
+            "    if db.execute(\"select 1 from sqlite_master where name = 'users'\").fetchone():\n",
+            "        for (h,) in db.execute('select password_hash from users where login = ?', (sys.argv[2],)):\n",
+            "            print(h)\n",
+        );
+        let out = Command::new("python3").args(["-c", script]).arg(&dir).arg(login).output().expect("python3 reads D1");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().next().map(str::to_string)
+    }
+
     pub fn objects(&self) -> Vec<StoredObject> {
         let dir = self.dir.join("state/v3/r2/miniflare-R2BucketObject");
         let script = concat!(

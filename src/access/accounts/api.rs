@@ -19,13 +19,6 @@ use crate::protocol::time;
 use crate::storage::store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    pub login: String,
-    pub password: String,
-}
-
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct UserInfo {
@@ -51,11 +44,52 @@ pub struct Handled {
     pub audit: Option<AuditEntry>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// A JSON object body with only the `allowed` fields. Read as a `serde_json` value rather than
+/// a derived struct per request: one deserializer in the Worker's wasm instead of seven.
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+fn parse(body: &[u8], allowed: &[&str]) -> Result<Fields, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("missing JSON body"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let serde_json::Value::Object(map) = v else {
+        return Err(ApiError::bad_request("the JSON body must be an object"));
+    };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown field {:?}: expected {}",
+            crate::validate::truncate(k),
+            allowed.join(", ")
+        )));
+    }
+    Ok(Fields(map))
+}
+
+impl Fields {
+    fn opt_str(&self, k: &str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(k) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::bad_request(format!("{k} must be a string"))),
+        }
+    }
+    fn str(&self, k: &str) -> Result<&str, ApiError> {
+        self.opt_str(k)?.ok_or_else(|| ApiError::bad_request(format!("missing field {k}")))
+    }
+    fn flag(&self, k: &str) -> Result<bool, ApiError> {
+        match self.0.get(k) {
+            None => Ok(false),
+            Some(serde_json::Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(ApiError::bad_request(format!("{k} must be true or false"))),
+        }
+    }
+    fn strings(&self, k: &str) -> Result<Vec<String>, ApiError> {
+        let bad = || ApiError::bad_request(format!("{k} must be a list of strings"));
+        let list = self.0.get(k).ok_or_else(|| ApiError::bad_request(format!("missing field {k}")))?;
+        list.as_array().ok_or_else(bad)?.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(bad)).collect()
+    }
 }
 
 fn salt(ctx: &Ctx<'_>) -> [u8; 16] {
@@ -72,8 +106,8 @@ pub async fn login(
     client_address: Option<&str>,
     ctx: &Ctx<'_>,
 ) -> Result<Reply, ApiError> {
-    let req: LoginRequest = parse(body)?;
-    let name = super::login(req.login.trim())?;
+    let req = parse(body, &["login", "password"])?;
+    let (name, given) = (super::login(req.str("login")?.trim())?, req.str("password")?);
     let account_key = format!("login:{name}");
     let address_key = format!("ip:{}", client_address.unwrap_or("unknown"));
     if cp.login_failures(&account_key, ctx.now_ms).await? >= super::MAX_FAILURES_PER_ACCOUNT {
@@ -98,7 +132,7 @@ pub async fn login(
     }
     let user = cp.user_by_login(name).await?;
     let stored = user.as_ref().map_or(password::DECOY, |u| u.password_hash.as_str());
-    let ok = password::verify(kdf, &req.password, stored).await? && user.is_some();
+    let ok = password::verify(kdf, given, stored).await? && user.is_some();
     let Some(user) = user.filter(|_| ok) else {
         cp.note_login_failure(&account_key, ctx.now_ms).await?;
         cp.note_login_failure(&address_key, ctx.now_ms).await?;
@@ -216,52 +250,6 @@ fn audit_entry(route: &AccountRoute, who: &Principal) -> Option<AuditEntry> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PasswordChange {
-    current: String,
-    new: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUser {
-    login: String,
-    password: String,
-    #[serde(default)]
-    admin: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewApp {
-    slug: String,
-    /// The first owner; defaults to the signed-in user (required with the ADMIN_TOKEN).
-    #[serde(default)]
-    owner: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetRole {
-    role: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct NewKey {
-    name: String,
-    scopes: Vec<String>,
-    #[serde(default)]
-    expires_in: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Rename {
-    name: String,
-}
-
 fn user_of(who: &Principal) -> Result<&UserPrincipal, ApiError> {
     match who {
         Principal::User(u) => Ok(u),
@@ -310,13 +298,14 @@ async fn run<C: ControlPlane, K: Kdf, S: ObjectStore>(
         }
         ChangePassword => {
             let u = user_of(who)?;
-            let req: PasswordChange = parse(body)?;
+            let req = parse(body, &["current", "new"])?;
             let row = cp.user_by_id(u.id).await?.ok_or_else(|| ApiError::unauthorized("unknown user"))?;
-            if !password::verify(kdf, &req.current, &row.password_hash).await? {
+            if !password::verify(kdf, req.str("current")?, &row.password_hash).await? {
                 return Err(ApiError::new(403, "the current password is wrong"));
             }
-            password::check_policy(&req.new)?;
-            let h = password::hash(kdf, &req.new, salt(ctx)).await?;
+            let new = req.str("new")?;
+            password::check_policy(new)?;
+            let h = password::hash(kdf, new, salt(ctx)).await?;
             cp.set_password(u.id, &h.encode(), ctx.now_ms).await?;
             // Every other session of this user ends; the one that changed the password stays.
             let keep = session.map(|s| session::digest_hex(&s.token));
@@ -324,12 +313,13 @@ async fn run<C: ControlPlane, K: Kdf, S: ObjectStore>(
             json(200, &serde_json::json!({"changed": true}))
         }
         CreateUser => {
-            let req: NewUser = parse(body)?;
-            let login = super::login(req.login.trim())?.to_string();
-            password::check_policy(&req.password)?;
-            let h = password::hash(kdf, &req.password, salt(ctx)).await?;
-            match cp.create_user(&login, &h.encode(), req.admin, ctx.now_ms).await? {
-                Some(_) => json(201, &UserInfo { login, admin: req.admin }),
+            let req = parse(body, &["login", "password", "admin"])?;
+            let login = super::login(req.str("login")?.trim())?.to_string();
+            let (pw, admin) = (req.str("password")?, req.flag("admin")?);
+            password::check_policy(pw)?;
+            let h = password::hash(kdf, pw, salt(ctx)).await?;
+            match cp.create_user(&login, &h.encode(), admin, ctx.now_ms).await? {
+                Some(_) => json(201, &UserInfo { login, admin }),
                 None => Err(ApiError::conflict(format!("login {login:?} is taken"))),
             }
         }
@@ -340,12 +330,12 @@ async fn run<C: ControlPlane, K: Kdf, S: ObjectStore>(
             Principal::Token(_) => Err(user_of(who).unwrap_err()),
         },
         CreateApp => {
-            let req: NewApp = parse(body)?;
-            let slug = crate::validate::slug(req.slug.trim())?.to_string();
+            let req = parse(body, &["slug", "owner"])?;
+            let slug = crate::validate::slug(req.str("slug")?.trim())?.to_string();
             if let Some(e) = audit {
                 e.slug = Some(slug.clone());
             }
-            let owner = match (&req.owner, who) {
+            let owner = match (req.opt_str("owner")?, who) {
                 (Some(l), _) => user_id(cp, l).await?,
                 (None, Principal::User(u)) => u.id,
                 (None, _) => return Err(ApiError::bad_request("name the app's first owner: {\"owner\": \"<login>\"}")),
@@ -358,7 +348,7 @@ async fn run<C: ControlPlane, K: Kdf, S: ObjectStore>(
         }
         Members { slug } => json(200, &serde_json::json!({"members": cp.members(&slug).await?})),
         SetMember { slug, login } => {
-            let role = Role::parse(&parse::<SetRole>(body)?.role)?;
+            let role = Role::parse(parse(body, &["role"])?.str("role")?)?;
             let id = user_id(cp, &login).await?;
             member_change(cp.set_member(&slug, id, role, ctx.now_ms).await?, &slug, &login)?;
             json(200, &super::Member { login, role })
@@ -373,13 +363,13 @@ async fn run<C: ControlPlane, K: Kdf, S: ObjectStore>(
             json(200, &serde_json::json!({"keys": keys}))
         }
         CreateKey { slug } => {
-            let req: NewKey = parse(body)?;
+            let req = parse(body, &["name", "scopes", "expiresIn"])?;
             let create = CreateTokenRequest {
-                name: req.name,
+                name: req.str("name")?.to_string(),
                 apps: vec![slug],
                 all_apps: false,
-                scopes: req.scopes,
-                expires_in: req.expires_in,
+                scopes: req.strings("scopes")?,
+                expires_in: req.opt_str("expiresIn")?.map(str::to_string),
             };
             let created = tokens::create(store, create, ctx).await?;
             if let Some(e) = audit {
@@ -388,9 +378,9 @@ async fn run<C: ControlPlane, K: Kdf, S: ObjectStore>(
             json(201, &created)
         }
         RenameKey { slug, id } => {
-            let name = parse::<Rename>(body)?.name;
+            let req = parse(body, &["name"])?;
             let (r, etag) = key_of(store, &slug, &id).await?;
-            json(200, &tokens::rename(store, r, etag, &name).await?)
+            json(200, &tokens::rename(store, r, etag, req.str("name")?).await?)
         }
         RevokeKey { slug, id } => {
             key_of(store, &slug, &id).await?;
