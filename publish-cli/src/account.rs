@@ -183,8 +183,12 @@ pub async fn user_create(a: UserCreateArgs) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Both tests point the process-wide config directory somewhere of their own.
+    static CONFIG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn stored_session_is_used_only_for_its_own_server_and_until_it_expires() {
+        let _one = CONFIG.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var(CONFIG_DIR_ENV, dir.path());
         let mut s = Sessions::default();
@@ -210,5 +214,45 @@ mod tests {
             let mode = std::fs::metadata(sessions_path().unwrap()).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "only its owner can read the sessions file");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn login_then_a_command_without_token_uses_the_session_with_the_users_role() {
+        let _one = CONFIG.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var(CONFIG_DIR_ENV, dir.path());
+        let srv = crate::testserver::start().await;
+        let admin = Client::new(&srv.url, crate::testserver::TOKEN.into()).unwrap();
+        std::env::set_var(PASSWORD_ENV, "correct horse battery");
+        let server = |token: Option<&str>| ServerArgs {
+            server: srv.url.clone(),
+            auth_token: token.map(str::to_string),
+            json: true,
+        };
+        let create = UserCreateArgs {
+            server: server(Some(crate::testserver::TOKEN)),
+            login: "alice".into(),
+            admin: false,
+            password_stdin: false,
+        };
+        user_create(create).await.unwrap();
+        let app = serde_json::json!({"slug": "demo-app", "owner": "alice"});
+        let _: serde_json::Value = admin.account_call("app", Method::POST, "/api/apps", Some(&app)).await.unwrap();
+        login(LoginArgs { server: srv.url.clone(), login: "alice".into(), password_stdin: false, json: true })
+            .await
+            .unwrap();
+
+        let mut mine = server(None);
+        with_stored(&mut mine);
+        let token = mine.auth_token.clone().expect("the stored session");
+        assert!(token.starts_with("ses_"));
+        let as_alice = Client::new(&srv.url, token).unwrap();
+        as_alice.list("demo-app").await.expect("an owner reads her app");
+        let other = as_alice.list("other-app").await.unwrap_err();
+        assert!(format!("{other:#}").contains("403"), "{other:#}");
+
+        logout(server(None)).await.unwrap();
+        assert_eq!(stored_token(&srv.url), None, "forgotten locally");
+        std::env::remove_var(PASSWORD_ENV);
     }
 }
