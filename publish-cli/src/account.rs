@@ -216,9 +216,13 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn login_then_a_command_without_token_uses_the_session_with_the_users_role() {
+    #[test]
+    fn login_then_a_command_without_token_uses_the_session_with_the_users_role() {
         let _one = CONFIG.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokio::runtime::Runtime::new().unwrap().block_on(login_flow());
+    }
+
+    async fn login_flow() {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var(CONFIG_DIR_ENV, dir.path());
         let srv = crate::testserver::start().await;
