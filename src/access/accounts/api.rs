@@ -837,4 +837,25 @@ mod tests {
         let (r, _) = block_on(tokens::lookup(&w.store, &created.info.id)).unwrap().unwrap();
         assert_eq!((r.name.as_str(), r.revoked_at.is_some()), ("deploy bot", true));
     }
+
+    #[test]
+    fn body_unknown_field_wrong_type_or_not_an_object_is_400() {
+        let w = world();
+        let olivia = user(&w, "olivia");
+        let route = || R::SetMember { slug: "demo-app".into(), login: "nina".into() };
+        for body in [
+            serde_json::json!({"role": "viewer", "admin": true}),
+            serde_json::json!({"role": 1}),
+            serde_json::json!(["viewer"]),
+        ] {
+            let done = handle_as(&w, &olivia, route(), body.clone());
+            assert_eq!(status(&done), 400, "{body}: {:?}", done.reply);
+        }
+        let e = login_at(&w, "vera", PW, "1.2.3.4", 1).map(|_| ());
+        assert!(e.is_ok());
+        let extra =
+            serde_json::to_vec(&serde_json::json!({"login": "vera", "password": PW, "remember": true})).unwrap();
+        let e = block_on(super::login(&w.cp, &FastKdf, &extra, None, &testing::ctx(2))).unwrap_err();
+        assert!(e.message.contains("remember"), "{}", e.message);
+    }
 }
