@@ -3,6 +3,8 @@
 # wrangler runs this as its [build] command; tests set OTA_PREBUILT=1 after building once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The dashboard's static assets (public/app.js), whatever happens to the wasm.
+bash scripts/build-dashboard.sh
 if [ "${OTA_PREBUILT:-}" = "1" ] && [ -f build/worker/shim.mjs ]; then
   exit 0
 fi

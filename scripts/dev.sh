@@ -63,4 +63,7 @@ cat >&2 <<MSG
               --server $base --slug <your-slug> --export-dir dist --auth-token $token
 
 MSG
+# wrangler dev does not apply D1 migrations; apply them to the same state directory (idempotent:
+# only migrations not yet applied run).
+CI=true npx --no-install wrangler d1 migrations apply DB --local --persist-to "$persist" >&2
 exec npx --no-install wrangler dev "${defaults[@]}" "$@"

@@ -33,4 +33,13 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   log "installing npm packages (wrangler)"
   npm ci --no-audit --no-fund
 fi
+# The browser tests drive Debian's Chromium (headless) with playwright-core.
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium (browser tests)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  fi
+fi
 log "ready"

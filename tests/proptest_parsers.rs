@@ -363,6 +363,13 @@ proptest! {
                         check_key_segment(c.slug())?;
                         prop_assert!(!c.slug().contains(".."), "{c:?}");
                     }
+                    // Account routes name at most a validated slug (and a login or key id checked by the router).
+                    Route::Accounts(a) => {
+                        if let Some(slug) = a.app() {
+                            prop_assert!(validate::slug(slug).is_ok());
+                            check_key_segment(slug)?;
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -55,6 +55,47 @@ pub enum Command {
     /// Show update health: devices that launched or failed each recent update, the failure rate
     /// with its 95 % interval, top fatal errors, and whether the update was halted (and why).
     Health(HealthArgs),
+    /// Sign in as a user; the session is kept for this server and used when no token is given.
+    Login(LoginArgs),
+    /// End the stored session of this server.
+    Logout(ServerArgs),
+    /// Manage user accounts (needs the ADMIN_TOKEN or an admin user).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Server origin, e.g. https://ota.example.com
+    #[arg(long, value_parser = parse_server)]
+    pub server: String,
+    #[arg(long)]
+    pub login: String,
+    /// Read the password from the first line of stdin (else EXPO_OTA_PASSWORD).
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user with a password (from --password-stdin or EXPO_OTA_PASSWORD).
+    Create(UserCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreateArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(long)]
+    pub login: String,
+    /// A server administrator (may do what the ADMIN_TOKEN may).
+    #[arg(long)]
+    pub admin: bool,
+    /// Read the password from the first line of stdin (else EXPO_OTA_PASSWORD).
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]

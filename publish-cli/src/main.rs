@@ -1,6 +1,7 @@
 //! `publish-cli`: publishes `npx expo export` output to an expo-ota server. The protocol
 //! (hashing, manifest rendering, metadata parsing) lives in the `expo_ota` core crate.
 
+mod account;
 mod auth;
 mod capacitor;
 mod cli;
@@ -27,7 +28,8 @@ use printer::Printer;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    account::fill_tokens(&mut cli.command);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(&anyhow::anyhow!("starting the async runtime: {e}")),
@@ -73,6 +75,9 @@ fn main() -> ExitCode {
                 let out = Printer::new(a.server.json);
                 health::run(a, &out).await
             }
+            Command::Login(a) => account::login(a).await,
+            Command::Logout(a) => account::logout(a).await,
+            Command::User(cli::UserCommand::Create(a)) => account::user_create(a).await,
         }
     });
     match result {

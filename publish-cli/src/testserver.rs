@@ -54,6 +54,8 @@ pub struct State {
     pub inject: Mutex<Vec<(&'static str, u16)>>,
     pub before: Mutex<Vec<Before>>,
     pub seen: Mutex<Vec<Seen>>,
+    /// Users, apps, memberships and sessions (D1 in the Worker).
+    pub accounts: expo_ota::access::accounts::memory::MemoryControlPlane,
 }
 
 impl Backend for State {
@@ -95,6 +97,7 @@ pub async fn start() -> Server {
         inject: Mutex::default(),
         before: Mutex::default(),
         seen: Mutex::default(),
+        accounts: Default::default(),
     });
     let st = state.clone();
     tokio::spawn(async move {
@@ -212,6 +215,33 @@ async fn handle(
     if !route.needs_auth() {
         return (public(route, query, &header, st).await.unwrap_or_else(|e| Reply::error(&e)), Vec::new());
     }
+    if let Route::Accounts(r) = route {
+        return (accounts(r, method, &header, &body, st, ctx).await.unwrap_or_else(|e| Reply::error(&e)), Vec::new());
+    }
+    // A signed-in user's session, as in the Worker; otherwise the token authentication below.
+    let session = session_request(method, &header, &st.origin, |req| {
+        pollster::block_on(expo_ota::access::accounts::api::authenticate(&st.accounts, req, ctx.now_ms))
+    });
+    if let Some(found) = session {
+        return match found {
+            Ok(s) => {
+                let mut body = dispatch::BufferedBody { bytes: Some(body), store: &*st.store };
+                let done = dispatch::handle(
+                    st,
+                    &s.principal,
+                    dispatch::Request { route, query, header: &header },
+                    &mut body,
+                    ctx,
+                )
+                .await;
+                if let Some(entry) = done.audit {
+                    let _ = audit::append(&*st.store, entry, ctx).await;
+                }
+                (done.reply.unwrap_or_else(|e| Reply::error(&e)), done.after)
+            }
+            Err(e) => (Reply::error(&e), Vec::new()),
+        };
+    }
     let who = match auth::authenticate(&*st.store, Some(TOKEN), header("authorization").as_deref(), ctx.now_ms).await {
         Ok(who) => who,
         Err(failure) => {
@@ -264,6 +294,54 @@ fn observe_health(st: &State, req: &check::ManifestRequest, served: &str, header
         let entry = notify::audit_entry(&d, status, error.as_deref());
         let _ = with_ctx(&st.origin, |ctx| pollster::block_on(audit::append(&*st.store, entry, ctx)));
     }
+}
+
+fn session_request<T>(
+    method: &str,
+    header: &dyn Fn(&str) -> Option<String>,
+    origin: &str,
+    run: impl FnOnce(&expo_ota::access::accounts::api::SessionRequest<'_>) -> T,
+) -> T {
+    let (authorization, cookie) = (header("authorization"), header("cookie"));
+    let (o, csrf) = (header("origin"), header("x-csrf-token"));
+    run(&expo_ota::access::accounts::api::SessionRequest {
+        method,
+        authorization: authorization.as_deref(),
+        cookie: cookie.as_deref(),
+        origin: o.as_deref(),
+        csrf: csrf.as_deref(),
+        own_origin: origin,
+    })
+}
+
+/// Account routes over the memory control plane and the host's PBKDF2, as the Worker serves them
+/// over D1 and WebCrypto.
+async fn accounts(
+    route: expo_ota::access::accounts::route::AccountRoute,
+    method: &str,
+    header: &dyn Fn(&str) -> Option<String>,
+    body: &[u8],
+    st: &State,
+    ctx: &Ctx<'_>,
+) -> Result<Reply, ApiError> {
+    use expo_ota::access::accounts::{api, password::NativeKdf, route::AccountRoute};
+    if route == AccountRoute::Login {
+        return api::login(&st.accounts, &NativeKdf, body, Some("127.0.0.1"), ctx).await;
+    }
+    let session = session_request(method, header, &st.origin, |req| {
+        pollster::block_on(api::authenticate(&st.accounts, req, ctx.now_ms))
+    })
+    .transpose()?;
+    let who = match &session {
+        Some(s) => s.principal.clone(),
+        None => auth::authenticate(&*st.store, Some(TOKEN), header("authorization").as_deref(), ctx.now_ms).await?,
+    };
+    let deps = api::Deps { cp: &st.accounts, kdf: &NativeKdf, store: &*st.store };
+    let done = api::handle(&deps, &who, session.as_ref(), route, body, ctx).await;
+    if let Some(entry) = done.audit {
+        let _ = audit::append(&*st.store, entry, ctx).await;
+    }
+    done.reply
 }
 
 /// Routes without a token. The double holds no server key, like a Worker without

@@ -276,6 +276,26 @@ impl Client {
         Self::json(&what, resp).await
     }
 
+    /// One JSON call to an account route (`/api/auth/*`, `/api/users`, `/api/apps/*`).
+    pub async fn account_call<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T> {
+        let resp = self
+            .send(what, || async {
+                let r = self.request(method.clone(), path);
+                Ok(match body {
+                    Some(b) => r.json(b),
+                    None => r,
+                })
+            })
+            .await?;
+        Self::json(what, resp).await
+    }
+
     pub async fn create_token(&self, req: &CreateTokenRequest) -> Result<CreateTokenResponse> {
         let what = "create token";
         let resp = self.send(what, || async { Ok(self.request(Method::POST, "/api/tokens").json(req)) }).await?;

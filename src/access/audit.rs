@@ -193,7 +193,7 @@ impl AuditEntry {
             && self.action.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
         AuditEntry {
             at: if time::parse_millis(&self.at).is_some() { self.at } else { String::new() },
-            actor: if self.actor == "admin" || self.actor == SYSTEM_HEALTH || is_token_id(&self.actor) {
+            actor: if self.actor == "admin" || self.actor == SYSTEM_HEALTH || is_token_id(&self.actor) || is_user_actor(&self.actor) {
                 self.actor
             } else {
                 INVALID.into()
@@ -487,6 +487,11 @@ pub async fn migrate_legacy<S: ObjectStore>(store: &S) -> Result<usize, ApiError
     }
     store.delete(&moved).await?;
     Ok(moved.len())
+}
+
+/// `user:<login>`: a signed-in user, by a login that passes the login rule.
+fn is_user_actor(s: &str) -> bool {
+    s.strip_prefix("user:").is_some_and(|l| crate::access::accounts::login(l).is_ok())
 }
 
 #[cfg(test)]

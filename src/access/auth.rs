@@ -49,6 +49,8 @@ pub enum Action {
     Read,
     /// Minting, listing and revoking tokens, and the cross-app audit log: ADMIN_TOKEN only.
     Admin,
+    /// An app's members and API keys: its owners (and admins); never a token.
+    Manage,
 }
 
 impl Action {
@@ -58,7 +60,7 @@ impl Action {
             Action::Rollback => Some(Scope::Rollback),
             Action::Delete => Some(Scope::Delete),
             Action::Read => Some(Scope::Read),
-            Action::Admin => None,
+            Action::Admin | Action::Manage => None,
         }
     }
 }
@@ -109,6 +111,8 @@ impl std::ops::DerefMut for TokenRecord {
 pub enum Principal {
     Admin,
     Token(Box<TokenRecord>),
+    /// A signed-in user (session), with their role in each app.
+    User(Box<crate::access::accounts::UserPrincipal>),
 }
 
 impl Principal {
@@ -117,6 +121,7 @@ impl Principal {
         match self {
             Principal::Admin => ("admin".into(), None),
             Principal::Token(t) => (t.id.clone(), Some(t.name.clone())),
+            Principal::User(u) => (format!("user:{}", u.login), Some(u.login.clone())),
         }
     }
 }
@@ -192,6 +197,7 @@ pub fn authorize(who: &Principal, action: Action, slug: Option<&str>) -> Result<
     let t = match who {
         Principal::Admin => return Ok(()),
         Principal::Token(t) => t,
+        Principal::User(u) => return authorize_user(u, action, slug),
     };
     let Some(scope) = action.scope() else {
         return Err(AccessError::Forbidden("this operation needs the ADMIN_TOKEN".into()));
@@ -205,6 +211,54 @@ pub fn authorize(who: &Principal, action: Action, slug: Option<&str>) -> Result<
         }
         None if !t.all_apps => Err(AccessError::Forbidden(format!("token {} is limited to its apps; name one", t.id))),
         _ => Ok(()),
+    }
+}
+
+/// A user: an admin may do anything; anyone else what their role in the named app permits
+/// (`accounts::Role::permits`), and nothing that names no app.
+fn authorize_user(
+    u: &crate::access::accounts::UserPrincipal,
+    action: Action,
+    slug: Option<&str>,
+) -> Result<(), AccessError> {
+    if u.admin {
+        return Ok(());
+    }
+    if action == Action::Admin {
+        return Err(AccessError::Forbidden(format!(
+            "{} is not an admin: this needs an admin account or the ADMIN_TOKEN",
+            u.login
+        )));
+    }
+    let Some(slug) = slug else {
+        return Err(AccessError::Forbidden(format!("{} is not an admin: name one of your apps", u.login)));
+    };
+    match u.role_in(slug) {
+        Some(role) if role.permits(action) => Ok(()),
+        Some(role) => Err(AccessError::Forbidden(format!(
+            "{} is a {} of {:?}, which may not {}",
+            u.login,
+            role.as_str(),
+            validate::truncate(slug),
+            action.verb()
+        ))),
+        None => {
+            Err(AccessError::Forbidden(format!("{} is not a member of app {:?}", u.login, validate::truncate(slug))))
+        }
+    }
+}
+
+impl Action {
+    /// For messages: "may not <verb>".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Rollback => "roll back or promote",
+            Action::Delete => "delete",
+            Action::Read => "read",
+            Action::Admin => "administer the server",
+            Action::Manage => "manage members or API keys",
+        }
     }
 }
 

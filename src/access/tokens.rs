@@ -155,6 +155,23 @@ pub async fn revoke<S: ObjectStore>(store: &S, id: &str, now_ms: u64) -> Result<
     Ok(r.info)
 }
 
+/// Gives a token a new name (a conditional write on the version read: a concurrent change wins
+/// and this one asks to retry).
+pub async fn rename<S: ObjectStore>(
+    store: &S,
+    mut r: TokenRecord,
+    etag: String,
+    name: &str,
+) -> Result<TokenInfo, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("name must be 1-64 printable characters"));
+    }
+    r.name = name.to_string();
+    write(store, &r, etag).await?.ok_or_else(|| ApiError::conflict("token changed meanwhile; try again"))?;
+    Ok(r.info)
+}
+
 /// Records use at most once per [`TOUCH_EVERY_MS`]; losing a race is fine.
 pub async fn touch<S: ObjectStore>(store: &S, mut r: TokenRecord, etag: String, now_ms: u64) -> Result<(), ApiError> {
     if r.last_used_at

@@ -120,6 +120,10 @@ pub fn requirement(route: &Route, query: &str) -> Result<(Action, Option<String>
         },
         Route::Capacitor(r) => r.requirement()?,
         Route::HealthReport => (Action::Read, Some(query_slug(query)?)),
+        Route::Accounts(r) => match r.need() {
+            crate::access::accounts::route::Need::Act(action, app) => (action, app),
+            _ => return Err(ApiError::internal("self-service account routes are served by access::accounts")),
+        },
         Route::Health | Route::Manifest | Route::Asset { .. } => {
             return Err(ApiError::internal("public routes are not deploy operations"))
         }
@@ -355,7 +359,9 @@ async fn run<B: Backend>(
             let body = b.health_report(&health::store::Filter::from_query(req.query)?).await?;
             Ok(Reply { status: 200, headers: vec![("content-type", "application/json".into())], body })
         }
-        Route::Health | Route::Manifest | Route::Asset { .. } => Err(ApiError::internal("not a deploy route")),
+        Route::Health | Route::Manifest | Route::Asset { .. } | Route::Accounts(_) => {
+            Err(ApiError::internal("not a deploy route"))
+        }
     }
 }
 
@@ -499,6 +505,7 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Reply, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::accounts::{Role, UserPrincipal};
     use crate::access::auth::{Scope, TokenInfo, TokenRecord};
     use crate::deploy::testing::{self, MemoryBackend};
     use crate::protocol::hash::Digests;
@@ -542,6 +549,20 @@ mod tests {
                 last_used_at: None,
             },
         }))
+    }
+
+    fn user(role: Option<Role>, admin: bool) -> Principal {
+        let roles = role.map(|r| (OWN.to_string(), r)).into_iter().collect();
+        Principal::User(Box::new(UserPrincipal { id: 1, login: "alice".into(), admin, roles }))
+    }
+
+    fn scope_action(s: Scope) -> Action {
+        match s {
+            Scope::Publish => Action::Publish,
+            Scope::Rollback => Action::Rollback,
+            Scope::Delete => Action::Delete,
+            Scope::Read => Action::Read,
+        }
     }
 
     /// One deploy request on `slug`: route, query, body, headers, the scope it needs (None:
@@ -833,6 +854,11 @@ mod tests {
             principals.push((format!("{scope:?} on {OWN}"), token(scope, &[OWN], false)));
             principals.push((format!("{scope:?} on all apps"), token(scope, &[], true)));
         }
+        // Signed-in users: each role on OWN (none on OTHER), and an admin user.
+        for role in [Role::Viewer, Role::Publisher, Role::Owner] {
+            principals.push((format!("{role:?} of {OWN}"), user(Some(role), false)));
+        }
+        principals.push(("admin user".into(), user(None, true)));
         let mut checked = 0;
         for (who_name, who) in &principals {
             for (slug, id) in [(OWN, &ids[0]), (OTHER, &ids[1])] {
@@ -842,6 +868,10 @@ mod tests {
                         Principal::Token(t) => {
                             c.scope.is_some_and(|s| t.scopes.contains(&s))
                                 && (t.all_apps || t.apps.iter().any(|a| a == slug))
+                        }
+                        Principal::User(u) => {
+                            u.admin
+                                || c.scope.is_some_and(|s| u.role_in(slug).is_some_and(|r| r.permits(scope_action(s))))
                         }
                     };
                     let (name, ok) = (c.name, c.ok);
@@ -867,7 +897,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 9 * 2 * (15 + 8 + 2 + 1 + 3));
+        assert_eq!(checked, 13 * 2 * (15 + 8 + 2 + 1 + 3));
     }
 
     #[test]

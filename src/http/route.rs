@@ -105,6 +105,8 @@ pub enum Route {
     Explain,
     /// `GET /api/health?slug=&platform=&runtimeVersion=&channel=` — update health counters.
     HealthReport,
+    /// Sign-in, sessions, users, apps, members, API keys (`crate::access::accounts::route`).
+    Accounts(crate::access::accounts::route::AccountRoute),
 }
 
 impl Route {
@@ -134,6 +136,9 @@ pub fn parse(method: &str, path: &str) -> Result<Route, ApiError> {
             .map(|_| s.to_string())
             .ok_or_else(|| ApiError::bad_request("file id must be a lowercase SHA-256 hex digest"))
     };
+    if let Some(r) = crate::access::accounts::route::parse(method, &segs) {
+        return r.map(Route::Accounts);
+    }
     match segs.as_slice() {
         ["health"] => allow("GET, HEAD").map(|_| Route::Health),
         ["api", "manifest"] => allow("GET, HEAD").map(|_| Route::Manifest),

@@ -107,7 +107,7 @@ fn run_after(env: Env, origin: String, limits: Limits, ops: Vec<WriteOp>, wctx: 
 
 /// The core's authentication with this Worker's secret; a genuine token used after it was
 /// revoked or expired is audited (under the app the request names, when it names one).
-async fn authenticate(
+pub(super) async fn authenticate(
     req: &Request,
     route: &Route,
     env: &Env,
@@ -115,6 +115,11 @@ async fn authenticate(
     ctx: &Ctx<'_>,
 ) -> Result<Principal, ApiError> {
     let admin = env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string());
+    auth::admin_secret(admin.as_deref())?;
+    // A signed-in user's session (bearer or cookie + CSRF); tokens go on below.
+    if let Some(found) = super::accounts::session_of(req, env, ctx.now_ms).await {
+        return found.map(|s| s.principal);
+    }
     let authorization = header(req, "authorization");
     match auth::authenticate(store, admin.as_deref(), authorization.as_deref(), ctx.now_ms).await {
         Ok(who) => Ok(who),
@@ -135,7 +140,7 @@ async fn authenticate(
 
 /// Deploy operations are rate limited per credential by the DEPLOY_RATE_LIMITER binding (when
 /// configured); manifest and asset reads never are.
-async fn rate_limit(env: &Env, who: &Principal) -> Result<(), ApiError> {
+pub(super) async fn rate_limit(env: &Env, who: &Principal) -> Result<(), ApiError> {
     let Ok(limiter) = env.rate_limiter("DEPLOY_RATE_LIMITER") else { return Ok(()) };
     let key = who.actor().0;
     match limiter.limit(key).await {

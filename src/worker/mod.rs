@@ -2,6 +2,8 @@
 //! bytes between the client and R2 without copying them into wasm).
 
 mod capacitor;
+mod accounts;
+mod d1;
 mod deploy;
 mod health;
 mod r2;
@@ -52,6 +54,9 @@ async fn handle(mut req: Request, env: &Env, wctx: &Context) -> std::result::Res
     let ctx = Ctx { origin: &origin, now_ms: Date::now().as_millis(), limits: vars.limits, random: &random16 };
     let query = url.query().unwrap_or("");
 
+    if let Route::Accounts(r) = route {
+        return accounts::serve(r, &mut req, env, store, &ctx).await;
+    }
     if route.needs_auth() {
         return deploy::serve(route, query, &mut req, env, wctx, store, &ctx).await;
     }

@@ -20,6 +20,8 @@
 mod util;
 
 mod capacitor;
+mod accounts;
+mod browser;
 mod cli;
 mod deploy;
 mod health;

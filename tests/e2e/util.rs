@@ -232,6 +232,7 @@ impl Server {
             let dir = tempfile::Builder::new().prefix("expo-ota-e2e-").tempdir().unwrap().keep();
             std::fs::write(dir.join("wrangler.toml"), test_config(&vars, deploys_per_minute)).unwrap();
             std::fs::write(dir.join(".dev.vars"), &dev_vars).unwrap();
+            apply_migrations(&dir);
             spawn_wrangler(&dir, free_port());
             let server = Server { config, base: String::new(), token: token.clone(), dir };
             match server.wait_ready() {
@@ -295,6 +296,22 @@ impl Server {
     }
 
     /// Every object in the bucket (all tests' apps, tokens and the audit log), by key.
+    /// The stored password hash of `login` in this server's local D1 (the accounts database).
+    pub fn password_hash(&self, login: &str) -> Option<String> {
+        let dir = self.dir.join("state/v3/d1");
+        let script = concat!(
+            "import sqlite3, sys, glob\n",
+            "for f in glob.glob(sys.argv[1] + '/**/*.sqlite', recursive=True):\n",
+            "    db = sqlite3.connect(f, timeout=30)\n",
+            "    if db.execute(\"select 1 from sqlite_master where name = 'users'\").fetchone():\n",
+            "        for (h,) in db.execute('select password_hash from users where login = ?', (sys.argv[2],)):\n",
+            "            print(h)\n",
+        );
+        let out = Command::new("python3").args(["-c", script]).arg(&dir).arg(login).output().expect("python3 reads D1");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().next().map(str::to_string)
+    }
+
     pub fn objects(&self) -> Vec<StoredObject> {
         let dir = self.dir.join("state/v3/r2/miniflare-R2BucketObject");
         let script = concat!(
@@ -386,6 +403,28 @@ impl Server {
     }
 }
 
+/// `wrangler dev` does not apply D1 migrations: apply them to the server's own state directory
+/// first (the accounts schema in `migrations/`).
+fn apply_migrations(dir: &Path) {
+    let wrangler = root().join("node_modules/.bin/wrangler");
+    let out = Command::new(&wrangler)
+        .args(["d1", "migrations", "apply", "DB", "--local", "--config"])
+        .arg(dir.join("wrangler.toml"))
+        .arg("--persist-to")
+        .arg(dir.join("state"))
+        .current_dir(dir)
+        .env("CI", "true")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .output()
+        .expect("run wrangler d1 migrations apply");
+    assert!(
+        out.status.success(),
+        "wrangler d1 migrations apply failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Starts `wrangler dev` for the config in `dir` under a watchdog (see [`WATCHDOG`]) whose
 /// stdin pipe only this process holds, and registers the exit hook that closes it.
 fn spawn_wrangler(dir: &Path, port: u16) {
@@ -457,7 +496,11 @@ fn test_config(vars: &[(&str, &str)], deploys_per_minute: u32) -> String {
         if in_build {
             continue;
         }
-        if t.starts_with("main = ") {
+        if t.starts_with("directory = \"./public\"") {
+            out.push_str(&format!("directory = {:?}\n", root().join("public").display().to_string()));
+        } else if t.starts_with("migrations_dir = ") {
+            out.push_str(&format!("migrations_dir = {:?}\n", root().join("migrations").display().to_string()));
+        } else if t.starts_with("main = ") {
             out.push_str(&format!("main = {:?}\n", main.display().to_string()));
         } else if t.starts_with("simple = ") {
             out.push_str(&format!("simple = {{ limit = {deploys_per_minute}, period = 60 }}\n"));

@@ -1,0 +1,4 @@
+// Every panel of the app page; a new feature adds one import here.
+import "./current";
+import "./history";
+import "./pending";
