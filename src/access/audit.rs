@@ -193,7 +193,11 @@ impl AuditEntry {
             && self.action.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
         AuditEntry {
             at: if time::parse_millis(&self.at).is_some() { self.at } else { String::new() },
-            actor: if self.actor == "admin" || self.actor == SYSTEM_HEALTH || is_token_id(&self.actor) || is_user_actor(&self.actor) {
+            actor: if self.actor == "admin"
+                || self.actor == SYSTEM_HEALTH
+                || is_token_id(&self.actor)
+                || is_user_actor(&self.actor)
+            {
                 self.actor
             } else {
                 INVALID.into()

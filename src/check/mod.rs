@@ -3,8 +3,8 @@
 pub mod cache;
 pub mod explain;
 pub mod log;
-pub mod rollout;
 pub mod patch;
+pub mod rollout;
 
 use crate::error::ApiError;
 use crate::http::route::query_param;

@@ -1,8 +1,8 @@
 //! The Worker: parse the route, run the core, and do the I/O the core cannot (streaming file
 //! bytes between the client and R2 without copying them into wasm).
 
-mod capacitor;
 mod accounts;
+mod capacitor;
 mod d1;
 mod deploy;
 mod health;

@@ -19,9 +19,9 @@
 
 mod util;
 
-mod capacitor;
 mod accounts;
 mod browser;
+mod capacitor;
 mod cli;
 mod deploy;
 mod health;
