@@ -278,12 +278,7 @@ fn observe_health(st: &State, req: &check::ManifestRequest, served: &str, header
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let halts = store::ingest(&st.health, &batch, &Rule::default(), now_ms).unwrap_or_default();
     for d in halts {
-        let op = WriteOp::Halt {
-            target: d.key.target.clone(),
-            channel: d.key.channel.clone(),
-            update_id: d.key.update_id.clone(),
-            reason: d.reason.clone(),
-        };
+        let op = d.write_op();
         let (status, error) = match st.write(op) {
             Ok(_) => (201, None),
             Err(e) => (e.status, Some(e.message)),

@@ -12,6 +12,7 @@
 //! adapter; they never write.
 
 pub mod deploy;
+pub mod health;
 pub mod plugin;
 pub mod route;
 pub mod state;

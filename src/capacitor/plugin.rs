@@ -256,6 +256,10 @@ pub struct StatEvent {
     /// The bundle the event is about.
     pub version_name: String,
     pub action: String,
+    /// `ios` / `android` (the info object every event carries).
+    pub platform: String,
+    /// The device's channel (`defaultChannel`), "" when it has none.
+    pub default_channel: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,6 +318,8 @@ pub fn parse_stats(body: &[u8]) -> Result<Vec<StatEvent>, ApiError> {
             device_id: text(m, "device_id"),
             version_name: text(m, "version_name"),
             action: text(m, "action"),
+            platform: text(m, "platform"),
+            default_channel: text(m, "defaultChannel"),
         })
         .filter(|e| !e.action.is_empty())
         .collect())

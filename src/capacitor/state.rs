@@ -233,6 +233,11 @@ pub struct CapRequest {
     pub allow_self_set: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub make_default: bool,
+    /// Rollback only: roll back only if the channel still serves this version (the automatic
+    /// halt's guard); otherwise answer `{"result":"notServing"}` and write nothing. With it, a
+    /// channel with nothing before goes back to the binary's bundle instead of failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_current: Option<String>,
 }
 
 /// Reading these types: through `serde_json::Value` (whose parser the Worker has anyway) and the
@@ -290,6 +295,7 @@ impl CapRequest {
             public: opt_bool(m, "public")?,
             allow_self_set: opt_bool(m, "allowSelfSet")?,
             make_default: opt_bool(m, "makeDefault")?.unwrap_or(false),
+            expected_current: opt_str(m, "expectedCurrent")?,
         })
     }
 }
@@ -436,6 +442,11 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
                 .get_mut(&channel)
                 .ok_or_else(|| ApiError::not_found(format!("channel {channel} has nothing published")))?;
             let from = c.current.clone();
+            if let Some(expected) = &r.expected_current {
+                if from.as_deref() != Some(expected.as_str()) {
+                    return Ok(json!({"channel": channel, "result": "notServing", "serving": from}));
+                }
+            }
             let to = if r.to_builtin {
                 BUILTIN.to_string()
             } else if let Some(v) = &r.to {
@@ -449,6 +460,8 @@ pub async fn apply<S: ObjectStore>(store: &S, op: CapOp, ctx: &Ctx<'_>) -> Resul
                 let at = from.as_ref().and_then(|f| c.versions.iter().position(|b| &b.version == f));
                 match at {
                     Some(i) if i > 0 => c.versions[i - 1].version.clone(),
+                    // A halt with nothing before: devices go back to the binary's bundle.
+                    Some(_) if r.expected_current.is_some() => BUILTIN.to_string(),
                     Some(_) => {
                         return Err(ApiError::unprocessable(format!(
                             "nothing was published on {channel} before {}: use --to-builtin to send devices back to the binary's bundle",

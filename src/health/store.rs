@@ -185,6 +185,25 @@ pub struct HaltDecision {
     pub previous: Option<(String, Counts)>,
 }
 
+impl HaltDecision {
+    /// The write that carries this halt out: an Expo update is halted on its channel
+    /// ([`WriteOp::Halt`]); a Capacitor version is rolled back on its channel, guarded by what
+    /// the channel serves ([`crate::capacitor::health::halt_op`]).
+    pub fn write_op(&self) -> crate::deploy::writer::WriteOp {
+        use crate::deploy::writer::WriteOp;
+        let k = &self.key;
+        match crate::capacitor::health::halt_op(&k.target, &k.channel, &k.update_id) {
+            Some(op) => WriteOp::Capacitor(op),
+            None => WriteOp::Halt {
+                target: k.target.clone(),
+                channel: k.channel.clone(),
+                update_id: k.update_id.clone(),
+                reason: self.reason.clone(),
+            },
+        }
+    }
+}
+
 /// Counts a batch and evaluates the rule for the updates its checks saw served.
 pub fn ingest<H: HealthStore>(
     store: &H,

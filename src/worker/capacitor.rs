@@ -7,14 +7,15 @@ use super::r2::R2Store;
 use super::{header, internal, reply_api};
 use crate::capacitor::route::{CapRoute, ChannelVerb};
 use crate::capacitor::state::{self, AppState};
-use crate::capacitor::{deploy as capdeploy, plugin, ByteRange};
+use crate::capacitor::{deploy as capdeploy, health as cap_health, plugin, ByteRange};
 use crate::deploy::service::Ctx;
 use crate::error::ApiError;
+use crate::validate::Slug;
 use futures_util::StreamExt;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use worker::{Headers, Request, Response};
+use worker::{Context, Env, Headers, Request, Response};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -75,6 +76,8 @@ pub async fn serve(
     store: &R2Store,
     query: &str,
     ctx: &Ctx<'_>,
+    env: &Env,
+    wctx: &Context,
 ) -> Result<Response> {
     let slug = route.slug().to_string();
     // Downloads stream; everything else reads at most one small body and the app's state, each
@@ -99,8 +102,14 @@ pub async fn serve(
     let raw = if reads_body { body(req, ctx.limits.max_json_bytes as usize).await? } else { Vec::new() };
     if let CapRoute::Stats { .. } = route {
         let events = plugin::parse_stats(&raw)?;
-        // health: wired by lead
-        record_stats(&slug, &events);
+        if super::health::enabled(env) && events.iter().any(|e| e.kind() != plugin::StatKind::Other) {
+            // Health never fails a stats call: without the state, the events are not counted.
+            if let (Ok(s), Ok(app)) = (app_state(store, &slug, ctx).await, Slug::parse(&slug)) {
+                for (target, served, signals) in cap_health::signals(&s, &app, &events) {
+                    super::health::record(env, wctx, &target, &served, &signals, ctx.origin);
+                }
+            }
+        }
         return reply_api(plugin::stats_reply(&events));
     }
     let device = if reads_body { plugin::DeviceInfo::parse_json(&raw)? } else { plugin::DeviceInfo::default() };
@@ -135,9 +144,6 @@ pub async fn serve(
     };
     reply_api(reply)
 }
-
-/// Stats events for the app's health counters (the call site the health feature hooks into).
-fn record_stats(_slug: &str, _events: &[plugin::StatEvent]) {}
 
 /// Streams an immutable, content-addressed object with 200 or 206 (`Range`), never re-encoded.
 async fn download(

@@ -14,12 +14,12 @@ use crate::access::audit;
 use crate::check::ManifestRequest;
 use crate::config::Limits;
 use crate::deploy::service::Ctx;
-use crate::deploy::writer::WriteOp;
 use crate::error::ApiError;
 use crate::health::aggregate::Aggregator;
 use crate::health::rule::Rule;
 use crate::health::store::{self, Filter, HaltDecision, HealthError, HealthReport, HealthStore, UpdateKey, UpdateRow};
-use crate::health::{self, notify, Batch, Kind};
+use crate::health::{self, notify, Batch, Kind, Signal};
+use crate::storage::layout::Target;
 use crate::storage::record::UpdateRecord;
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -44,15 +44,10 @@ pub fn observe(
     served: Option<&UpdateRecord>,
     origin: &str,
 ) {
-    let on = ON.with(|c| match c.get() {
-        Some(on) => on,
-        None => {
-            let on = health::enabled(env.var("HEALTH").ok().map(|v| v.to_string()).as_deref());
-            c.set(Some(on));
-            on
-        }
-    });
-    let Some(served) = served.filter(|_| on) else { return };
+    if !enabled(env) {
+        return;
+    }
+    let Some(served) = served else { return };
     let signals = health::signals::from_check(
         mreq.channel.as_str(),
         header(req, "eas-client-id").as_deref(),
@@ -61,13 +56,31 @@ pub fn observe(
         mreq.recent_failed_update_ids.as_deref(),
         mreq.fatal_error.as_deref(),
     );
+    record(env, wctx, &mreq.target, &served.id, &signals, origin);
+}
+
+/// `HEALTH`, read once per isolate.
+pub fn enabled(env: &Env) -> bool {
+    ON.with(|c| match c.get() {
+        Some(on) => on,
+        None => {
+            let on = health::enabled(env.var("HEALTH").ok().map(|v| v.to_string()).as_deref());
+            c.set(Some(on));
+            on
+        }
+    })
+}
+
+/// Records already-parsed signals (any protocol) about `target`, whose channel serves `served`,
+/// in this isolate's batch, and schedules the flush the aggregator asks for.
+pub fn record(env: &Env, wctx: &Context, target: &Target, served: &str, signals: &[Signal], origin: &str) {
     if signals.is_empty() {
         return;
     }
     let now = Date::now().as_millis();
-    let delay = AGGREGATOR.with(|a| a.borrow_mut().record(&mreq.target, Some(&served.id), &signals, now));
+    let delay = AGGREGATOR.with(|a| a.borrow_mut().record(target, Some(served), signals, now));
     if let Some(delay) = delay {
-        let (env, slug, origin) = (env.clone(), mreq.target.slug.to_string(), origin.to_string());
+        let (env, slug, origin) = (env.clone(), target.slug.to_string(), origin.to_string());
         let due = now + delay;
         wctx.wait_until(async move {
             if delay > 0 {
@@ -171,12 +184,7 @@ pub async fn serve(w: &AppWriter, mut req: Request) -> worker::Result<Response> 
 /// Applies a decided halt through the writer's queue, then audits it and posts the webhook.
 /// Failures of the last two are logged only: the halt stands either way.
 async fn halt(w: &AppWriter, store: &SqlHealth<'_>, d: HaltDecision, origin: &str) {
-    let op = WriteOp::Halt {
-        target: d.key.target.clone(),
-        channel: d.key.channel.clone(),
-        update_id: d.key.update_id.clone(),
-        reason: d.reason.clone(),
-    };
+    let op = d.write_op();
     let applied = w.run(op, origin).await;
     let (status, error) = match &applied {
         Ok(_) => (201, None),

@@ -81,7 +81,7 @@ async fn handle(mut req: Request, env: &Env, wctx: &Context) -> std::result::Res
             reply_api(reply)
         }
         Route::Asset { target, sha256, ext, head } => asset(&req, &store, &target, &sha256, ext.as_deref(), head).await,
-        Route::Capacitor(r) => capacitor::serve(r, &mut req, &store, query, &ctx).await,
+        Route::Capacitor(r) => capacitor::serve(r, &mut req, &store, query, &ctx, env, wctx).await,
         _ => unreachable!("every other route needs auth"),
     }
 }

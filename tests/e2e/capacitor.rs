@@ -289,3 +289,51 @@ fn apk_publish_latest_and_ranged_download() {
     assert_eq!(update(s, &app, "builtin", "1.0", "")["kind"], "up_to_date");
     assert_eq!(update(s, &app, "builtin", "1.0", "apk")["kind"], "blocked");
 }
+
+/// The plugin's stats feed the same health counters and automatic halt as expo checks: a version
+/// that fails on half the devices is rolled back by itself, and devices on it are offered the
+/// previous version.
+#[test]
+fn capacitor_failing_version_halts_by_itself_and_devices_get_the_previous_version() {
+    let s = server();
+    let app = app_id("cap-halt");
+    publish_zip(s, &app, "1.0.0", &bundle("1.0.0"), &[]);
+    publish_zip(s, &app, "1.0.1", &bundle("1.0.1"), &[]);
+    assert_eq!(update(s, &app, "1.0.1", "1.0", "")["error"], "no_new_version_available");
+
+    // 60 devices: half report the bundle set (launched), half report it failing; one batch
+    // (array) per device, as plugins ≥ x.42 send them.
+    let events: Vec<Value> = (0..60)
+        .map(|i| {
+            let action = if i % 2 == 0 { "set" } else { "update_fail" };
+            json!({"platform": "android", "device_id": format!("00000000-0000-4000-8000-{i:012}"), "app_id": app,
+                   "version_name": "1.0.1", "old_version_name": "1.0.0", "action": action, "defaultChannel": ""})
+        })
+        .collect();
+    for chunk in events.chunks(10) {
+        let r = post(s, &format!("/api/capacitor/{app}/stats"), Value::from(chunk.to_vec()).to_string().as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let row = loop {
+        let r = s.api("GET", &format!("/api/health?slug={app}&platform=android&runtimeVersion=capacitor"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let report = r.json();
+        let row = report["updates"].as_array().and_then(|u| u.iter().find(|u| u["updateId"] == "1.0.1").cloned());
+        if let Some(row) = row.filter(|u| u["halt"].is_object() && u["failed"] == 30 && u["launched"] == 30) {
+            break row;
+        }
+        assert!(std::time::Instant::now() < deadline, "1.0.1 not halted after 20 s: {report:#}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(row["halt"]["by"], "system:health");
+    assert!(row["halt"]["error"].is_null(), "the halt was applied: {row:#}");
+
+    // Devices on the bad version are offered the previous one (the plugin accepts downgrades).
+    let offer = update(s, &app, "1.0.1", "1.0", "");
+    assert_eq!(offer["version"], "1.0.0", "{offer:#}");
+    assert_eq!(offer["checksum"], V100_SHA);
+    let list = cli_json(s, &["capacitor", "list", "--app-id", &app]);
+    assert!(list.to_string().contains("\"current\":\"1.0.0\""), "{list:#}");
+}
