@@ -357,12 +357,40 @@ async fn run<B: Backend>(
         }
         Route::HealthReport => {
             let body = b.health_report(&health::store::Filter::from_query(req.query)?).await?;
+            let body = with_rollouts(store, body).await?;
             Ok(Reply { status: 200, headers: vec![("content-type", "application/json".into())], body })
         }
         Route::Health | Route::Manifest | Route::Asset { .. } | Route::Accounts(_) => {
             Err(ApiError::internal("not a deploy route"))
         }
     }
+}
+
+/// Fills each health row's rollout percentage from its channel's pointer (the writer keeps the
+/// counters, the pointer keeps the rollout): the rollout's percentage for the rollout update,
+/// 100 for the update a channel serves plainly. One pointer read per runtime and channel of the
+/// report (bounded by the report, not by history); Capacitor rows have no rollouts.
+async fn with_rollouts<S: ObjectStore>(store: &S, body: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    let mut report: health::store::HealthReport =
+        serde_json::from_slice(&body).map_err(|e| ApiError::internal(format!("health report: {e}")))?;
+    let mut seen: Vec<((String, String, String), rollout::ChannelState)> = Vec::new();
+    for u in &mut report.updates {
+        if u.runtime_version == crate::capacitor::health::HEALTH_RUNTIME {
+            continue;
+        }
+        let key = (u.platform.clone(), u.runtime_version.clone(), u.channel.clone());
+        if !seen.iter().any(|(k, _)| k == &key) {
+            let Ok(t) = Target::parse(&report.slug, &u.platform, &u.runtime_version) else { continue };
+            seen.push((key.clone(), rollout::channel_state(store, &t, &u.channel).await?));
+        }
+        let state = &seen.iter().find(|(k, _)| k == &key).expect("pushed above").1;
+        u.rollout_percentage = match &state.rollout {
+            Some(r) if r.update_id == u.update_id => Some(f64::from(r.percentage)),
+            _ if state.serving.as_deref() == Some(u.update_id.as_str()) => Some(100.0),
+            _ => None,
+        };
+    }
+    Ok(serde_json::to_vec(&report).expect("report serializes"))
 }
 
 /// Audit details learned while running (the entry itself is optional: reads are not audited).
@@ -510,6 +538,51 @@ mod tests {
     use crate::deploy::testing::{self, MemoryBackend};
     use crate::protocol::hash::Digests;
     use crate::storage::store::MemoryStore;
+
+    #[test]
+    fn health_report_rows_carry_their_channels_rollout_percentage() {
+        use crate::deploy::writer::{apply, WriteOp};
+        use crate::health::store::{HealthReport, UpdateHealth};
+        let (store, t) = (MemoryStore::new(), testing::target("rollout-health"));
+        let (v1, v2): (&[(&[u8], &str)], &[(&[u8], &str)]) = (&[(b"one", "bundle")], &[(b"two", "bundle")]);
+        testing::upload(&store, &t, v1);
+        testing::upload(&store, &t, v2);
+        let commit = |files, at, pct| {
+            let mut request = testing::commit_request(testing::manifest(&t, files, at, "production"), "production");
+            request.rollout_percentage = pct;
+            match pollster::block_on(apply(&store, WriteOp::Commit { target: t.clone(), request }, &testing::ctx(at))) {
+                Ok(crate::deploy::writer::WriteOutcome::Committed(c)) => c.id,
+                other => panic!("{other:?}"),
+            }
+        };
+        let (id1, id2) = (commit(v1, 1_000, None), commit(v2, 2_000, Some(10)));
+        let row = |id: &str| UpdateHealth {
+            platform: t.platform.as_str().into(),
+            runtime_version: t.runtime_version.to_string(),
+            channel: "production".into(),
+            update_id: id.into(),
+            first_seen: "2026-01-01T00:00:00.000Z".into(),
+            served_since: None,
+            launched: 1,
+            launched_estimated: false,
+            failed: 0,
+            failed_estimated: false,
+            failure_rate: None,
+            failure_rate_interval: None,
+            top_fatal_errors: Vec::new(),
+            rollout_percentage: None,
+            halt: None,
+        };
+        let report = HealthReport {
+            slug: t.slug.to_string(),
+            rule: Default::default(),
+            updates: vec![row(&id2), row(&id1), row("00000000-0000-4000-8000-000000000000")],
+        };
+        let out = pollster::block_on(with_rollouts(&store, serde_json::to_vec(&report).unwrap())).unwrap();
+        let out: HealthReport = serde_json::from_slice(&out).unwrap();
+        let pct: Vec<Option<f64>> = out.updates.iter().map(|u| u.rollout_percentage).collect();
+        assert_eq!(pct, vec![Some(10.0), None, None], "rollout update at 10 %, its control and a stranger without");
+    }
 
     const OWN: &str = "own-app";
     const OTHER: &str = "other-app";
