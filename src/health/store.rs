@@ -367,7 +367,7 @@ pub struct UpdateHealth {
     pub failure_rate_interval: Option<[f64; 2]>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_fatal_errors: Vec<FatalCount>,
-    /// Filled in once rollouts exist (the channel's state, not kept here).
+    /// From the channel pointer (filled by the deploy dispatcher, not kept with the counters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_percentage: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
