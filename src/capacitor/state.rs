@@ -603,4 +603,36 @@ mod tests {
         let r: CapRequest = serde_json::from_str(r#"{"version":"1.0.0","unknown":[1]}"#).unwrap();
         assert_eq!(r.version.as_deref(), Some("1.0.0"));
     }
+
+    #[test]
+    fn rollback_with_expected_current_guards_and_falls_back_to_builtin() {
+        use crate::storage::store::{MemoryStore, ObjectStore};
+        let store = MemoryStore::new();
+        let slug = Slug::parse("com.example.guard").unwrap();
+        let ctx = crate::deploy::testing::ctx(1_000);
+        let run =
+            |action, request| pollster::block_on(apply(&store, CapOp { action, slug: slug.clone(), request }, &ctx));
+        let sha = "ab".repeat(32);
+        pollster::block_on(store.put(&bundle_key(&slug, &sha), b"zip".to_vec(), Default::default())).unwrap();
+        let publish = CapRequest { version: Some("1.0.0".into()), checksum: Some(sha.clone()), ..Default::default() };
+        run(CapAction::Publish, publish).unwrap();
+        let guarded = |v: &str| CapRequest { expected_current: Some(v.into()), ..Default::default() };
+        // The channel serves 1.0.0, not 0.9.0: nothing changes.
+        let out = run(CapAction::Rollback, guarded("0.9.0")).unwrap();
+        assert_eq!(out["result"], "notServing");
+        let current =
+            |s: &MemoryStore| pollster::block_on(load(s, &slug)).unwrap().0.channels["production"].current.clone();
+        assert_eq!(current(&store).as_deref(), Some("1.0.0"));
+        // Nothing before 1.0.0: the halt sends devices back to the binary's bundle.
+        let out = run(CapAction::Rollback, guarded("1.0.0")).unwrap();
+        assert_eq!(out["to"], BUILTIN);
+        assert_eq!(current(&store).as_deref(), Some(BUILTIN));
+        // An unguarded rollback with nothing before still refuses (the CLI says use --to-builtin).
+        run(
+            CapAction::Publish,
+            CapRequest { version: Some("1.0.0".into()), checksum: Some(sha), ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(run(CapAction::Rollback, CapRequest::default()).unwrap_err().status, 422);
+    }
 }
