@@ -544,7 +544,8 @@ mod tests {
         use crate::deploy::writer::{apply, WriteOp};
         use crate::health::store::{HealthReport, UpdateHealth};
         let (store, t) = (MemoryStore::new(), testing::target("rollout-health"));
-        let (v1, v2): (&[(&[u8], &str)], &[(&[u8], &str)]) = (&[(b"one", "bundle")], &[(b"two", "bundle")]);
+        type Files<'a> = &'a [(&'a [u8], &'a str)];
+        let (v1, v2): (Files, Files) = (&[(b"one", "bundle")], &[(b"two", "bundle")]);
         testing::upload(&store, &t, v1);
         testing::upload(&store, &t, v2);
         let commit = |files, at, pct| {
