@@ -129,10 +129,23 @@ try {
   await page.getByText("Rollout at 50 %.", { exact: true }).waitFor();
   await page.locator('[data-testid="rollout-percentage-shown"]', { hasText: "rollout 50 %" }).waitFor();
   out.stagedAfter = (await page.locator('[data-testid="rollout-row"][data-channel="production"]').getByTestId("rollout-state").textContent()).trim();
+  out.stagedExplainAfterGrow = (await inPage(page, "GET", `/api/explain?slug=${STAGED_SLUG}&platform=ios&runtimeVersion=1.0.3&channel=production`)).body;
   await page.locator('[data-testid="rollout-row"][data-channel="production"]').getByTestId("rollout-percentage").fill("20");
   await page.locator('[data-testid="rollout-row"][data-channel="production"]').getByTestId("rollout-set").click();
   out.shrinkRefused = (await page.locator('[data-testid="rollout-row"][data-channel="production"]').getByRole("alert").textContent()).trim();
   await page.screenshot({ path: `${ARTIFACTS}/dashboard-staged-rollout.png`, fullPage: true });
+  // Halt the staged update, then resume it (an unsigned app: the page can).
+  const stagedRow = () => page.locator('[data-testid="rollout-row"][data-channel="production"]');
+  await stagedRow().getByTestId("halt-reason").fill("staged halt");
+  page.once("dialog", (d) => d.accept());
+  await stagedRow().getByTestId("rollout-halt").click();
+  await page.getByText("Halted.", { exact: true }).waitFor();
+  out.stagedHalted = await stagedRow().getByTestId("rollout-halted").getAttribute("data-update-id");
+  page.once("dialog", (d) => d.accept());
+  await stagedRow().getByTestId("rollout-resume").click();
+  await page.getByText("Resumed.", { exact: true }).waitFor();
+  out.stagedResumedHaltShown = await stagedRow().getByTestId("rollout-halted").count();
+  out.stagedHaltOffered = await stagedRow().getByTestId("rollout-halt").count();
 
   // API keys: create (secret shown once), then revoke.
   await page.goto(`${BASE}/#/apps/${SLUG}/keys`);

@@ -79,7 +79,8 @@ fn dashboard_in_chromium_owner_rolls_back_viewer_cannot() {
     let staged = unique_slug("browser-staged");
     assert_eq!(s.api("POST", "/api/apps", Some(&json!({"slug": staged, "owner": owner}))).status, 201);
     s.publish(&staged, "demo-app-v1", &["--platform", "ios"]);
-    let staged_id = s.publish(&staged, "demo-app-v2", &["--platform", "ios", "--rollout-percentage", "10"])["updates"][0]["id"]
+    let staged_id = s.publish(&staged, "demo-app-v2", &["--platform", "ios", "--rollout-percentage", "10"])["updates"]
+        [0]["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -128,7 +129,8 @@ fn dashboard_in_chromium_owner_rolls_back_viewer_cannot() {
     assert_eq!(seen["capacitorCurrent"], json!("1.0.1"), "{seen}");
     // Halted from the page: explain (over the API) reports the halt of what was served, with the
     // page's reason, and the channel serves something else, as the page shows.
-    let explain = s.api("GET", &format!("/api/explain?slug={slug}&platform=ios&runtimeVersion=1.0.3&channel=production"), None);
+    let explain =
+        s.api("GET", &format!("/api/explain?slug={slug}&platform=ios&runtimeVersion=1.0.3&channel=production"), None);
     assert_eq!(explain.status, 200, "{}", explain.text());
     let explain = explain.json();
     assert_eq!(explain["halted"]["updateId"], json!(after), "{explain}");
@@ -143,10 +145,39 @@ fn dashboard_in_chromium_owner_rolls_back_viewer_cannot() {
     // The staged rollout, grown from the page from 10 % to 50 %: explain reports it.
     assert!(seen["stagedBefore"].as_str().unwrap().contains("rollout 10 %"), "{seen}");
     assert!(seen["stagedAfter"].as_str().unwrap().contains("rollout 50 %"), "{seen}");
-    let e = s.api("GET", &format!("/api/explain?slug={staged}&platform=ios&runtimeVersion=1.0.3&channel=production"), None).json();
-    assert_eq!((e["rollout"]["updateId"].as_str(), e["rollout"]["percentage"].as_u64()), (Some(staged_id.as_str()), Some(50)), "{e}");
-    assert_eq!(seen["shrinkRefusedAt10"].as_str(), Some("A rollout only grows: enter a whole number from 11 to 100."), "{seen}");
-    assert_eq!(seen["shrinkRefused"].as_str(), Some("A rollout only grows: enter a whole number from 51 to 100."), "{seen}");
+    // What the API's explain answered right after the grow (fetched by the page, same session).
+    let e: Value = serde_json::from_str(seen["stagedExplainAfterGrow"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (e["rollout"]["updateId"].as_str(), e["rollout"]["percentage"].as_u64()),
+        (Some(staged_id.as_str()), Some(50)),
+        "{e}"
+    );
+    // Halted, then resumed from the page: the halted update is served to everyone again,
+    // republished (a new id), with no halt and no rollout left.
+    assert_eq!(seen["stagedHalted"], json!(staged_id));
+    assert_eq!(
+        (seen["stagedResumedHaltShown"].as_u64(), seen["stagedHaltOffered"].as_u64()),
+        (Some(0), Some(1)),
+        "{seen}"
+    );
+    let e = s
+        .api("GET", &format!("/api/explain?slug={staged}&platform=ios&runtimeVersion=1.0.3&channel=production"), None)
+        .json();
+    assert!(e.get("halted").is_none() && e.get("rollout").is_none(), "{e}");
+    let resumed = e["serving"].as_str().unwrap();
+    assert_ne!(resumed, staged_id);
+    let u = s.api("GET", &format!("/api/updates?slug={staged}"), None).json();
+    assert!(u.to_string().contains(&format!("\"republishedFrom\":\"{staged_id}\"")), "{u}");
+    assert_eq!(
+        seen["shrinkRefusedAt10"].as_str(),
+        Some("A rollout only grows: enter a whole number from 11 to 100."),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["shrinkRefused"].as_str(),
+        Some("A rollout only grows: enter a whole number from 51 to 100."),
+        "{seen}"
+    );
     assert!(seen["healthFatal"].as_str().unwrap().contains("TypeError: undefined is not an object"), "{seen}");
     // The key the page created was revoked from the page: it no longer authenticates.
     let key = seen["createdKey"].as_str().unwrap();
