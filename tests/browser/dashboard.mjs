@@ -120,6 +120,9 @@ try {
   const staged = page.locator('[data-testid="rollout-row"][data-channel="production"]');
   await staged.getByTestId("rollout-percentage-shown").waitFor();
   out.stagedBefore = (await staged.getByTestId("rollout-state").textContent()).trim();
+  // No Capacitor bundle for this app: that panel hides itself; no health data: the empty state.
+  await page.waitForFunction(() => document.querySelector('section[data-panel="capacitor"]')?.hidden === true);
+  out.stagedHealthEmpty = (await page.locator('section[data-panel="health"] .empty').textContent()).trim();
   await staged.getByTestId("rollout-percentage").fill("5");
   await staged.getByTestId("rollout-set").click();
   out.shrinkRefusedAt10 = (await staged.getByRole("alert").textContent()).trim();
@@ -144,6 +147,7 @@ try {
   page.once("dialog", (d) => d.accept());
   await stagedRow().getByTestId("rollout-resume").click();
   await page.getByText("Resumed.", { exact: true }).waitFor();
+  await stagedRow().getByTestId("rollout-halt").waitFor();
   out.stagedResumedHaltShown = await stagedRow().getByTestId("rollout-halted").count();
   out.stagedHaltOffered = await stagedRow().getByTestId("rollout-halt").count();
 

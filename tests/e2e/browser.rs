@@ -145,6 +145,7 @@ fn dashboard_in_chromium_owner_rolls_back_viewer_cannot() {
     // The staged rollout, grown from the page from 10 % to 50 %: explain reports it.
     assert!(seen["stagedBefore"].as_str().unwrap().contains("rollout 10 %"), "{seen}");
     assert!(seen["stagedAfter"].as_str().unwrap().contains("rollout 50 %"), "{seen}");
+    assert!(seen["stagedHealthEmpty"].as_str().unwrap().contains("publish-cli health"), "{seen}");
     // What the API's explain answered right after the grow (fetched by the page, same session).
     let e: Value = serde_json::from_str(seen["stagedExplainAfterGrow"].as_str().unwrap()).unwrap();
     assert_eq!(
