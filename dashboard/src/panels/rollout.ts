@@ -77,7 +77,7 @@ async function act(ctx: PanelContext, status: HTMLElement, question: string, url
   }
 }
 
-function actions(ctx: PanelContext, rt: RuntimeUpdates, u: UpdateSummary, x: Explanation, status: HTMLElement): HTMLElement | null {
+function actions(ctx: PanelContext, rt: RuntimeUpdates, x: Explanation, status: HTMLElement): HTMLElement | null {
   if (!can.publish(ctx.role)) return null;
   const url = target(ctx, rt);
   const where = `${rt.platform} ${rt.runtimeVersion} on ${x.channel}`;
@@ -128,7 +128,7 @@ function actions(ctx: PanelContext, rt: RuntimeUpdates, u: UpdateSummary, x: Exp
         "data-testid": "rollout-resume",
         onclick: () =>
           act(ctx, status, `Resume ${x.halted!.updateId}: serve it again to every device on ${where}?`, url, { ...base, resume: true }, "Resumed.",
-            u.signed ? "This app signs its updates: resume with `publish-cli rollout --resume --private-key …`, which signs the republished update." : undefined),
+            rt.updates.some((v) => v.signed) ? "This app signs its updates: resume with `publish-cli rollout --resume --private-key …`, which signs the republished update." : undefined),
       }, "Resume"),
     );
   } else if (x.serving) {
@@ -180,7 +180,7 @@ registerPanel({
           { class: "rollout-row", "data-testid": "rollout-row", "data-channel": u.channel, "data-platform": rt.platform },
           head,
           describe({ ...x, channel: x.channel || u.channel }),
-          actions(ctx, rt, u, { ...x, channel: x.channel || u.channel }, rowStatus),
+          actions(ctx, rt, { ...x, channel: x.channel || u.channel }, rowStatus),
           rowStatus,
         ),
       );
