@@ -1,4 +1,6 @@
 // Every panel of the app page; a new feature adds one import here.
 import "./current";
 import "./history";
-import "./pending";
+import "./rollout";
+import "./health";
+import "./capacitor";
