@@ -1,4 +1,8 @@
-//! The append-only audit log of deploy operations. Three invariants:
+//! The append-only audit log of deploy operations. Where it is stored is behind [`AuditLog`]: the
+//! Worker keeps it in D1 (`src/worker/audit_d1.rs`); the object-store layout below ([`StoreLog`])
+//! serves the native test server and the host tests, and is where earlier Worker versions wrote
+//! (the Worker's cron moves those entries to D1: [`take_stored_page`], [`delete_stored`]).
+//! Three invariants of the object-store layout:
 //!
 //! - every stored entry went through [`AuditEntry::sanitized`]: free text is truncated on a char
 //!   boundary with control and bidi characters replaced, identifiers are kept only when they pass
@@ -458,6 +462,12 @@ async fn read_entry<S: ObjectStore>(store: &S, o: &ObjectMeta, ms: u64) -> Resul
             None => return Ok(None),
         },
     };
+    Ok(Some(stored_or_unreadable(parsed, ms)))
+}
+
+/// A stored entry as read back: sanitized again, or an `unreadable` entry saying why it could
+/// not be parsed; `at` from `ms` when it has none.
+fn stored_or_unreadable(parsed: Result<AuditEntry, String>, ms: u64) -> AuditEntry {
     let mut e = match parsed {
         Ok(e) => e.sanitized(),
         Err(why) => AuditEntry {
@@ -471,7 +481,30 @@ async fn read_entry<S: ObjectStore>(store: &S, o: &ObjectMeta, ms: u64) -> Resul
     if e.at.is_empty() {
         e.at = time::format_millis(ms);
     }
-    Ok(Some(e))
+    e
+}
+
+/// One row of a database-backed log: its time, row id and stored JSON.
+pub struct AuditRow {
+    pub ms: u64,
+    pub id: u32,
+    pub json: String,
+}
+
+/// A page from rows a database returned newest first for `limit + 1` rows: at most `limit`
+/// entries, and a [`row_cursor`] to the last one when a further row exists.
+pub fn page_from_rows(rows: Vec<AuditRow>, limit: usize) -> AuditList {
+    let more = rows.len() > limit;
+    let mut out = AuditList::default();
+    let mut last = None;
+    for r in rows.into_iter().take(limit) {
+        out.entries.push(stored_or_unreadable(serde_json::from_str(&r.json).map_err(|e| e.to_string()), r.ms));
+        last = Some(row_cursor(r.ms, r.id));
+    }
+    if more {
+        out.next_cursor = last;
+    }
+    out
 }
 
 /// Moves up to one listing page (1000) of entries written before this layout
@@ -491,6 +524,97 @@ pub async fn migrate_legacy<S: ObjectStore>(store: &S) -> Result<usize, ApiError
     }
     store.delete(&moved).await?;
     Ok(moved.len())
+}
+
+/// Where the audit log lives. The core decides what an entry holds ([`AuditEntry::sanitized`],
+/// [`AuditEntry::to_capped_json`]) and who may read which page; an implementation only stores
+/// entries and answers pages newest first, `q.limit` at most, with a cursor in the format
+/// [`AuditQuery::from_params`] accepts (`<13 digits>-<8 lowercase hex>`).
+///
+/// [`StoreLog`] keeps it in an [`ObjectStore`] (the native test server, host tests); the
+/// Worker keeps it in D1 (`src/worker/audit_d1.rs`).
+#[allow(async_fn_in_trait)]
+pub trait AuditLog {
+    /// Appends `entry`, timestamped `ctx.now_ms` and sanitized.
+    async fn append(&self, entry: AuditEntry, ctx: &Ctx<'_>) -> Result<(), ApiError>;
+    async fn list_page(&self, q: &AuditQuery) -> Result<AuditList, ApiError>;
+}
+
+/// The audit log in an object store: the layout of this module's free functions.
+pub struct StoreLog<'s, S>(pub &'s S);
+
+impl<S: ObjectStore> AuditLog for StoreLog<'_, S> {
+    async fn append(&self, entry: AuditEntry, ctx: &Ctx<'_>) -> Result<(), ApiError> {
+        append(self.0, entry, ctx).await
+    }
+    async fn list_page(&self, q: &AuditQuery) -> Result<AuditList, ApiError> {
+        list_page(self.0, q).await
+    }
+}
+
+/// A database cursor in the same format as an object-store one: `<inverted ms>-<row id, 8 hex>`,
+/// so [`AuditQuery::from_params`] validates both alike.
+pub fn row_cursor(ms: u64, row_id: u32) -> String {
+    entry_name(ms, &format!("{row_id:08x}"))
+}
+
+/// The `(ms, row id)` of a [`row_cursor`]; `None` when malformed.
+pub fn parse_row_cursor(c: &str) -> Option<(u64, u32)> {
+    let ms = parse_entry_name(c)?;
+    let id = u32::from_str_radix(c.split_once('-')?.1, 16).ok()?;
+    Some((ms, id))
+}
+
+/// An entry still in the object store, on its way to another log (see [`take_stored_page`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Its name under [`ALL_PREFIX`] (`<inverted ms>-<8 hex>`): unique, the key an importing log
+    /// deduplicates on so a repeated move inserts nothing twice.
+    pub name: String,
+    pub ms: u64,
+    /// Sanitized; `at` is set.
+    pub entry: AuditEntry,
+}
+
+/// Entries of the object store, at most `max` (≤ 1000) of them, for another log to import:
+/// legacy entries are first brought into the current layout ([`migrate_legacy`]), then the first
+/// listing page of [`ALL_PREFIX`] is read. Costs at most two listings, plus one read per entry
+/// too large for custom metadata. Once the importer stored them, [`delete_stored`] removes them.
+pub async fn take_stored_page<S: ObjectStore>(store: &S, max: usize) -> Result<Vec<StoredEntry>, ApiError> {
+    migrate_legacy(store).await?;
+    let page = store.list(ALL_PREFIX, None, None, None).await?;
+    let mut out = Vec::new();
+    for o in page.objects.iter().take(max.min(1000)) {
+        let Some(name) = o.key.strip_prefix(ALL_PREFIX) else { continue };
+        let Some(ms) = parse_entry_name(name) else { continue };
+        // One that vanished meanwhile leaves at most an app copy, which the orphan sweep of
+        // `delete_stored` removes.
+        if let Some(entry) = read_entry(store, o, ms).await? {
+            out.push(StoredEntry { name: name.to_string(), ms, entry });
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes both copies (cross-app and per-app) of entries another log has imported. When there
+/// are none, deletes a listing page of per-app copies left without their cross-app copy (an entry
+/// that was unreadable had no app to delete by). Returns how many keys were deleted.
+pub async fn delete_stored<S: ObjectStore>(store: &S, done: &[StoredEntry]) -> Result<usize, ApiError> {
+    let mut keys = Vec::new();
+    for d in done {
+        keys.push(format!("{ALL_PREFIX}{}", d.name));
+        if let Some(slug) = &d.entry.slug {
+            keys.push(format!("{}{}", app_prefix(slug), d.name));
+        }
+    }
+    if keys.is_empty() && store.list(ALL_PREFIX, None, None, None).await?.objects.is_empty() {
+        let page = store.list(APP_PREFIX, None, None, None).await?;
+        keys.extend(page.objects.into_iter().map(|o| o.key));
+    }
+    for chunk in keys.chunks(1000) {
+        store.delete(chunk).await?;
+    }
+    Ok(keys.len())
 }
 
 /// `user:<login>`: a signed-in user, by a login that passes the login rule.
@@ -817,6 +941,90 @@ mod tests {
             let l = list(&s, None, 0, 10).await.unwrap();
             assert_eq!(l.entries.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["unreadable", "publish"]);
             assert_eq!(l.entries[0].at, "1970-01-01T00:00:02.000Z");
+        });
+    }
+
+    /// What any [`AuditLog`] must do, shown with the object-store one: appended entries come
+    /// back newest first, a slug filter isolates an app, and the cursor walks every page once.
+    #[test]
+    fn store_log_implements_the_trait() {
+        pollster::block_on(async {
+            let s = MemoryStore::new();
+            let log = StoreLog(&s);
+            for ms in 1..=5u64 {
+                let ctx = Ctx { origin: "x", now_ms: ms, limits: Limits::default(), random: &counter_random };
+                let slug = if ms % 2 == 0 { "demo-app" } else { "utility-app" };
+                log.append(AuditEntry::new(&Principal::Admin, "publish").with_slug(slug), &ctx).await.unwrap();
+            }
+            let q = AuditQuery { slug: Some("utility-app".into()), limit: 2, ..Default::default() };
+            let first = log.list_page(&q).await.unwrap();
+            assert_eq!(times(&first), [5, 3]);
+            let q = AuditQuery { before: first.next_cursor, ..q };
+            let second = log.list_page(&q).await.unwrap();
+            assert_eq!((times(&second), second.next_cursor), (vec![1], None));
+        });
+    }
+
+    #[test]
+    fn row_cursors_round_trip_and_pass_query_validation() {
+        let c = row_cursor(1_700_000_000_123, 0xdead_beef);
+        assert_eq!(parse_row_cursor(&c), Some((1_700_000_000_123, 0xdead_beef)));
+        assert!(check_cursor(&c).is_ok());
+        assert_eq!(parse_row_cursor("../x"), None);
+        assert_eq!(parse_row_cursor("9999999998999-0000ABCD"), None);
+    }
+
+    #[test]
+    fn page_from_rows_offers_a_cursor_only_when_a_row_is_left() {
+        let e = |ms: u64| {
+            let mut e = AuditEntry::new(&Principal::Admin, "publish");
+            e.at = time::format_millis(ms);
+            e.to_capped_json()
+        };
+        let rows = |n: u64| (0..n).map(|i| AuditRow { ms: 100 - i, id: (100 - i) as u32, json: e(100 - i) }).collect();
+        let full = page_from_rows(rows(3), 2);
+        assert_eq!(times(&full), [100, 99]);
+        assert_eq!(full.next_cursor.as_deref().and_then(parse_row_cursor), Some((99, 99)));
+        let last = page_from_rows(rows(2), 2);
+        assert_eq!((last.entries.len(), last.next_cursor), (2, None));
+        let bad = page_from_rows(vec![AuditRow { ms: 7, id: 1, json: "{not json".into() }], 5);
+        assert_eq!(
+            (bad.entries[0].action.as_str(), bad.entries[0].at.as_str()),
+            ("unreadable", "1970-01-01T00:00:00.007Z")
+        );
+    }
+
+    /// The move to another log (D1 in the Worker): legacy and current entries are taken a page at
+    /// a time, sanitized, and both copies deleted once imported; orphaned app copies go last.
+    #[test]
+    fn stored_entries_are_taken_by_page_then_deleted() {
+        pollster::block_on(async {
+            let s = MemoryStore::new();
+            for ms in 1..=5u64 {
+                add(&s, ms * 1000, "demo-app", "publish").await;
+            }
+            let legacy = serde_json::json!({"at": time::format_millis(500), "actor": "admin", "action": "token-revoke",
+                "tokenId": "../x", "status": 404});
+            s.put_file(&format!("{PREFIX}0000000000500-0000000a.json"), legacy.to_string().as_bytes(), "a/b");
+            s.put_file(&format!("{}{}", app_prefix("gone-app"), entry_name(1, "00000001")), b"{}", "a/b");
+            let mut moved = Vec::new();
+            loop {
+                let page = take_stored_page(&s, 4).await.unwrap();
+                // Taking again before deleting yields the same names: an importer keyed on them
+                // inserts nothing twice.
+                assert_eq!(take_stored_page(&s, 4).await.unwrap(), page);
+                delete_stored(&s, &page).await.unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                assert!(page.len() <= 4);
+                moved.extend(page);
+            }
+            let ms: Vec<u64> = moved.iter().map(|e| e.ms).collect();
+            assert_eq!(ms, [5000, 4000, 3000, 2000, 1000, 500]);
+            assert_eq!(moved[5].entry.token_id.as_deref(), Some(INVALID), "sanitized on the way");
+            assert_eq!(moved[0].entry.at, "1970-01-01T00:00:05.000Z");
+            assert!(s.keys().is_empty(), "{:?}", s.keys());
         });
     }
 

@@ -38,6 +38,11 @@ pub trait Backend {
         let _ = filter;
         Err(ApiError::new(501, "update health is not available on this server"))
     }
+    /// One page of the audit log, already authorized by [`handle`]. By default the log in the
+    /// backend's store ([`audit::StoreLog`]); the Worker answers from D1.
+    async fn audit_page(&self, q: &audit::AuditQuery) -> Result<audit::AuditList, ApiError> {
+        audit::AuditLog::list_page(&audit::StoreLog(self.store()), q).await
+    }
 }
 
 /// A request body: read in chunks by the core (JSON, forms), or streamed by the backend into
@@ -346,7 +351,7 @@ async fn run<B: Backend>(
         Route::RevokeToken { id } => json(200, &tokens::revoke(store, &id, ctx.now_ms).await?),
         Route::Audit => {
             let q = audit::AuditQuery::from_params(&|n| query_param(req.query, n))?;
-            json(200, &audit::list_page(store, &q).await?)
+            json(200, &b.audit_page(&q).await?)
         }
         Route::Capacitor(r) => {
             let (reply, channel) = crate::capacitor::deploy::run(b, r, req.query, req.header, body, ctx).await?;

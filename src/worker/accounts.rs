@@ -9,7 +9,6 @@ use crate::access::accounts::api::{self, Deps, SessionAuth, SessionRequest};
 use crate::access::accounts::password::Kdf;
 use crate::access::accounts::route::AccountRoute;
 use crate::access::accounts::session;
-use crate::access::audit;
 use crate::access::auth;
 use crate::deploy::service::Ctx;
 use crate::error::ApiError;
@@ -19,7 +18,7 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Crypto, CryptoKey, SubtleCrypto};
-use worker::{console_error, Env, Request, Response};
+use worker::{Env, Request, Response};
 
 /// PBKDF2-HMAC-SHA-256 through WebCrypto (`crypto.subtle.deriveBits`), which runs natively
 /// outside the wasm instance.
@@ -105,9 +104,7 @@ pub async fn serve(
     let deps = Deps { cp: &cp, kdf: &WebKdf, store: &store };
     let done = api::handle(&deps, &who, session.as_ref(), route, &body, ctx).await;
     if let Some(entry) = done.audit {
-        if let Err(e) = audit::append(&store, entry, ctx).await {
-            console_error!("{}", serde_json::json!({"event": "audit_write_failed", "error": e.message}));
-        }
+        super::deploy::audit_append(env, entry, ctx).await;
     }
     reply_api(done.reply?)
 }

@@ -3,10 +3,11 @@
 //! returns (append the audit entry, drop stale cached pointers, run follow-up writes after the
 //! response). Nothing here decides who may do what.
 
+use super::audit_d1::D1Audit;
 use super::r2::R2Store;
 use super::writer::DoWriter;
 use super::{header, random16, reply_api, POINTERS};
-use crate::access::audit;
+use crate::access::audit::{AuditList, AuditLog, AuditQuery};
 use crate::access::auth::{self, Principal};
 use crate::config::Limits;
 use crate::deploy::dispatch::{self, Backend, Body};
@@ -34,6 +35,17 @@ impl<'a> Backend for WorkerBackend<'a> {
     }
     async fn health_report(&self, filter: &crate::health::store::Filter) -> Result<Vec<u8>, ApiError> {
         super::health::report(self.writer.env, filter).await
+    }
+    async fn audit_page(&self, q: &AuditQuery) -> Result<AuditList, ApiError> {
+        D1Audit::from_env(self.writer.env)?.list_page(q).await
+    }
+}
+
+/// Appends to the audit log in D1; a failure is logged, never surfaced (the operation stands).
+pub(super) async fn audit_append(env: &Env, entry: crate::access::audit::AuditEntry, ctx: &Ctx<'_>) {
+    let appended = async { D1Audit::from_env(env)?.append(entry, ctx).await }.await;
+    if let Err(e) = appended {
+        console_error!("{}", serde_json::json!({"event": "audit_write_failed", "error": e.message}));
     }
 }
 
@@ -82,9 +94,7 @@ pub async fn serve(
         super::capacitor::invalidate(prefix);
     }
     if let Some(entry) = done.audit {
-        if let Err(e) = audit::append(backend.store(), entry, ctx).await {
-            console_error!("{}", serde_json::json!({"event": "audit_write_failed", "error": e.message}));
-        }
+        audit_append(env, entry, ctx).await;
     }
     if !done.after.is_empty() {
         run_after(env.clone(), ctx.origin.to_string(), ctx.limits, done.after, wctx);
@@ -129,9 +139,7 @@ pub(super) async fn authenticate(
                     Some(slug) => entry.with_slug(&slug),
                     None => *entry,
                 };
-                if let Err(e) = audit::append(store, entry, ctx).await {
-                    console_error!("{}", serde_json::json!({"event": "audit_write_failed", "error": e.message}));
-                }
+                audit_append(env, entry, ctx).await;
             }
             Err(failure.error)
         }

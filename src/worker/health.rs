@@ -7,10 +7,9 @@
 //! through the writer's queue, appends the audit entry and posts the webhook. `HEALTH = "off"`
 //! turns the check-path part off.
 
-use super::r2::R2Store;
 use super::writer::{AppWriter, BINDING};
-use super::{header, internal, random16, BUCKET};
-use crate::access::audit;
+use super::{header, internal, random16};
+use crate::access::audit::AuditLog;
 use crate::check::ManifestRequest;
 use crate::config::Limits;
 use crate::deploy::service::Ctx;
@@ -203,8 +202,9 @@ async fn halt(w: &AppWriter, store: &SqlHealth<'_>, d: HaltDecision, origin: &st
     let audited = async {
         let limits = Limits::from_vars(&|n| w.env.var(n).ok().map(|v| v.to_string()))?;
         let ctx = Ctx { origin, now_ms: Date::now().as_millis(), limits, random: &random16 };
-        let bucket = R2Store(w.env.bucket(BUCKET).map_err(internal)?);
-        audit::append(&bucket, notify::audit_entry(&d, status, error.as_deref()), &ctx).await
+        super::audit_d1::D1Audit::from_env(&w.env)?
+            .append(notify::audit_entry(&d, status, error.as_deref()), &ctx)
+            .await
     }
     .await;
     if let Err(e) = audited {

@@ -2,6 +2,7 @@
 //! bytes between the client and R2 without copying them into wasm).
 
 mod accounts;
+mod audit_d1;
 mod capacitor;
 mod d1;
 mod deploy;
@@ -328,19 +329,23 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Hourly (wrangler.toml `[triggers]`): collect unnamed files of the next few apps' runtimes,
-/// each through its app's writer, and migrate a page of legacy audit entries. The scan position
-/// is kept in R2 between runs, so each run does a bounded amount of work.
+/// each through its app's writer, and move a page of audit entries still in R2 into D1. The scan
+/// position is kept in R2 between runs, so each run does a bounded amount of work.
 #[event(scheduled)]
 pub async fn scheduled(_ev: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if let Err(e) = writer::collect_next(&env).await {
         console_error!("{}", serde_json::json!({"event": "collect_failed", "error": e.message}));
     }
-    // Audit entries written by earlier versions move into the newest-first layout, one listing
-    // page per run (a no-op once none are left).
-    let moved = match env.bucket(BUCKET) {
-        Ok(b) => crate::access::audit::migrate_legacy(&R2Store(b)).await,
-        Err(e) => Err(internal(e)),
-    };
+    // Audit entries written to R2 by earlier versions move into D1, one bounded page per run
+    // (a no-op once none are left).
+    let moved = async {
+        let store = R2Store(env.bucket(BUCKET).map_err(internal)?);
+        audit_d1::D1Audit::from_env(&env)?.move_from_r2(&store).await
+    }
+    .await;
+    if let Ok(n @ 1..) = &moved {
+        console_log!("{}", serde_json::json!({"event": "audit_moved_to_d1", "entries": n}));
+    }
     if let Err(e) = moved {
         console_error!("{}", serde_json::json!({"event": "audit_migration_failed", "error": e.message}));
     }

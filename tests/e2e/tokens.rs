@@ -173,21 +173,67 @@ fn audit_log_records_every_deploy_operation_once() {
     let future = s.api("GET", "/api/audit?since=2999-01-01T00:00:00.000Z", None).json();
     assert!(future["entries"].as_array().unwrap().is_empty());
     s.api("GET", "/api/audit?since=yesterday", None).assert_error(400);
-    // Entries are immutable objects: each of the five is its own object in the cross-app log,
-    // none overwrote another; the three naming the app are in its own log too.
-    let objects = s.objects();
-    let own = |prefix: &str| {
-        objects
-            .iter()
-            .filter(|o| o.key.starts_with(prefix))
-            .filter(|o| {
-                let e: Value = serde_json::from_str(o.custom["entry"].as_str().unwrap_or("{}")).unwrap();
-                e["slug"] == app || e["tokenId"] == token_id.as_str()
-            })
-            .count()
-    };
-    assert_eq!(own("_system/audit/all/"), 5);
-    assert_eq!(own(&format!("_system/audit/app/{app}/")), 3);
+    // The log is in D1: five rows of this test's, three naming the app; nothing in R2.
+    let rows: Vec<Value> = s
+        .audit_rows()
+        .into_iter()
+        .filter(|r| r["entry"]["slug"] == app || r["entry"]["tokenId"] == token_id.as_str())
+        .collect();
+    assert_eq!(rows.len(), 5, "{rows:#?}");
+    assert_eq!(rows.iter().filter(|r| r["slug"] == app).count(), 3);
+    assert!(s.objects().iter().all(|o| !o.key.starts_with("_system/audit/")), "no audit entry in R2");
+}
+
+/// Audit entries go to D1 (none to R2) and `GET /api/audit` pages them newest first by cursor,
+/// with a slug and a `since` filter, each entry once.
+#[test]
+fn audit_log_is_in_d1_and_pages_by_cursor_with_filters() {
+    let s = server();
+    let app = unique_slug("audit-pages");
+    let app = app.as_str();
+    let since = now_iso();
+    // Five audited operations on the app (each a 404: nothing to delete), one on another app.
+    for v in 1..=5 {
+        s.api("DELETE", &format!("/api/updates/{app}/android/{v}.0.0"), None).assert_error(404);
+    }
+    let other = unique_slug("audit-other");
+    s.api("DELETE", &format!("/api/updates/{other}/android/1.0.0"), None).assert_error(404);
+
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/audit?slug={app}&since={since}&limit=2");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = s.api("GET", &path, None).json();
+        pages += 1;
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 2, "{page}");
+        assert!(entries.iter().all(|e| e["slug"] == app), "the slug filter holds on every page: {page}");
+        seen.extend(entries.iter().map(|e| e["runtimeVersion"].as_str().unwrap().to_string()));
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 10, "the cursor must advance");
+    }
+    assert_eq!(seen, ["5.0.0", "4.0.0", "3.0.0", "2.0.0", "1.0.0"], "newest first, each once");
+    assert_eq!(pages, 3);
+    s.api("GET", "/api/audit?cursor=../../x", None).assert_error(400);
+
+    // The same through the CLI.
+    let out = s.cli(&["audit", "--slug", app, "--since", "1d", "--json"]);
+    assert!(out.ok, "{}", out.stderr);
+    let log: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(log["entries"].as_array().unwrap().len(), 5, "{log}");
+
+    // Where they are: D1 rows, no R2 object.
+    let rows = s.audit_rows();
+    assert_eq!(rows.iter().filter(|r| r["slug"] == app).count(), 5);
+    assert_eq!(rows.iter().filter(|r| r["slug"] == other.as_str()).count(), 1);
+    assert!(s.objects().iter().all(|o| !o.key.starts_with("_system/audit/")), "no audit entry in R2");
 }
 
 #[test]

@@ -312,6 +312,23 @@ impl Server {
         String::from_utf8(out.stdout).unwrap().lines().next().map(str::to_string)
     }
 
+    /// The rows of this server's local D1 `audit` table (`migrations/0002_audit.sql`), oldest
+    /// first, each as `{"id", "at", "slug", "action", "entry"}` (`entry` parsed).
+    pub fn audit_rows(&self) -> Vec<Value> {
+        let dir = self.dir.join("state/v3/d1");
+        let script = concat!(
+            "import sqlite3, sys, glob, json\n",
+            "for f in glob.glob(sys.argv[1] + '/**/*.sqlite', recursive=True):\n",
+            "    db = sqlite3.connect(f, timeout=30)\n",
+            "    if db.execute(\"select 1 from sqlite_master where name = 'audit'\").fetchone():\n",
+            "        for (i, at, slug, action, entry) in db.execute('select id, at, slug, action, entry from audit order by id'):\n",
+            "            print(json.dumps({'id': i, 'at': at, 'slug': slug, 'action': action, 'entry': json.loads(entry)}))\n",
+        );
+        let out = Command::new("python3").args(["-c", script]).arg(&dir).output().expect("python3 reads D1");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
     pub fn objects(&self) -> Vec<StoredObject> {
         let dir = self.dir.join("state/v3/r2/miniflare-R2BucketObject");
         let script = concat!(
