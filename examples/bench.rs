@@ -266,8 +266,11 @@ fn main() {
     // Worker size.
     let wasm = std::fs::read(root().join("build/index_bg.wasm")).expect("built wasm");
     let gz = gzip_len(&wasm);
+    // The budget grew from 400 KB (Expo only) to 600 KB with Capacitor, rollouts, health,
+    // patches and accounts (each ~10-40 KB gzipped; README "Benchmarks"). Cloudflare's limit is
+    // 3 MB gzipped on Free; the budget is about startup (the isolate compiles the module).
     println!(
-        "wasm    {} bytes raw, {} bytes gzipped ({:.0} KiB; target <= 400 KB)",
+        "wasm    {} bytes raw, {} bytes gzipped ({:.0} KiB; target <= 600 KB)",
         wasm.len(),
         gz,
         gz as f64 / 1024.0
