@@ -266,14 +266,7 @@ async fn handle(
 /// step: count them, and halt (through the writer), audit and log what the rule decides.
 fn observe_health(st: &State, req: &check::ManifestRequest, served: &str, header: &dyn Fn(&str) -> Option<String>) {
     use expo_ota::health::{self, notify, store};
-    let signals = health::signals::from_check(
-        req.channel.as_str(),
-        header("eas-client-id").as_deref(),
-        req.current_update_id.as_deref(),
-        req.embedded_update_id.as_deref(),
-        req.recent_failed_update_ids.as_deref(),
-        req.fatal_error.as_deref(),
-    );
+    let signals = health::signals::from_manifest_request(req, header("eas-client-id").as_deref());
     let Some(batch) = health::batch_of(&req.target, Some(served), &signals) else { return };
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let halts = store::ingest(&st.health, &batch, &Rule::default(), now_ms).unwrap_or_default();

@@ -112,6 +112,20 @@ fn is_bidi(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// [`from_check`] over a parsed check: both adapters (the Worker and the CLI's test server) record
+/// exactly this. `client_id` is the raw `eas-client-id` header (hashed by [`client_hash`], which
+/// accepts more than the UUIDs rollout bucketing does).
+pub fn from_manifest_request(req: &crate::check::ManifestRequest, client_id: Option<&str>) -> Vec<Signal> {
+    from_check(
+        req.channel.as_str(),
+        client_id,
+        req.current_update_id.as_deref(),
+        req.embedded_update_id.as_deref(),
+        req.recent_failed_update_ids.as_deref(),
+        req.fatal_error.as_deref(),
+    )
+}
+
 /// What an expo-updates manifest check reports, as signals: the launched update (current, unless
 /// it is the embedded update, which this server can neither serve nor halt) and every failed id
 /// other than the current one. No valid install id: no signals (devices are never counted by

@@ -47,14 +47,7 @@ pub fn observe(
         return;
     }
     let Some(served) = served else { return };
-    let signals = health::signals::from_check(
-        mreq.channel.as_str(),
-        header(req, "eas-client-id").as_deref(),
-        mreq.current_update_id.as_deref(),
-        mreq.embedded_update_id.as_deref(),
-        mreq.recent_failed_update_ids.as_deref(),
-        mreq.fatal_error.as_deref(),
-    );
+    let signals = health::signals::from_manifest_request(mreq, header(req, "eas-client-id").as_deref());
     record(env, wctx, &mreq.target, &served.id, &signals, origin);
 }
 
