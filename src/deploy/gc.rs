@@ -108,6 +108,19 @@ mod tests {
 
     const V1: [(&[u8], &str); 1] = [(b"bundle-1", "bundle")];
 
+    /// Uploads V1 and commits it on `production` at t = 1 s.
+    fn publish_v1(store: &MemoryStore, t: &Target) {
+        testing::upload(store, t, &V1);
+        let body = testing::manifest(t, &V1, 1_000, "production");
+        pollster::block_on(service::commit(
+            store,
+            t,
+            testing::commit_request(body, "production"),
+            &testing::ctx(1_000),
+        ))
+        .unwrap();
+    }
+
     /// Review finding: uploads under runtimes that never get a commit slowed `list` (300 junk
     /// runtimes: 0.03 s → 2 s). They are not in the runtime index, so `list` costs the same with
     /// or without them, and collection removes their files after the grace period.
@@ -115,15 +128,7 @@ mod tests {
     fn junk_runtimes_cost_list_nothing_and_are_collected() {
         let store = PausingStore::new(MemoryStore::new());
         let t = testing::target("demo-app");
-        testing::upload(&store.inner, &t, &V1);
-        let body = testing::manifest(&t, &V1, 1_000, "production");
-        pollster::block_on(service::commit(
-            &store.inner,
-            &t,
-            testing::commit_request(body, "production"),
-            &testing::ctx(1_000),
-        ))
-        .unwrap();
+        publish_v1(&store.inner, &t);
         let cost = |s: &PausingStore<MemoryStore>| {
             let before = s.attempts();
             let l = pollster::block_on(service::list(s, "demo-app")).unwrap();
@@ -153,15 +158,7 @@ mod tests {
     fn collect_files_variants_and_patches_follow_their_files() {
         let store = MemoryStore::new();
         let t = testing::target("demo-app");
-        testing::upload(&store, &t, &V1);
-        let body = testing::manifest(&t, &V1, 1_000, "production");
-        pollster::block_on(service::commit(
-            &store,
-            &t,
-            testing::commit_request(body, "production"),
-            &testing::ctx(1_000),
-        ))
-        .unwrap();
+        publish_v1(&store, &t);
         let named = Digests::of(b"bundle-1").sha256_hex();
         let gone = Digests::of(b"bundle-0").sha256_hex();
         store.put_file(&t.encoded_key(&named, "br"), b"v", "x");
@@ -179,15 +176,7 @@ mod tests {
     fn list_of_an_app_published_before_the_index_backfills_once() {
         let store = MemoryStore::new();
         let t = testing::target("old-app");
-        testing::upload(&store, &t, &V1);
-        let body = testing::manifest(&t, &V1, 1_000, "production");
-        pollster::block_on(service::commit(
-            &store,
-            &t,
-            testing::commit_request(body, "production"),
-            &testing::ctx(1_000),
-        ))
-        .unwrap();
+        publish_v1(&store, &t);
         // As an older server left it: no index.
         let index: Vec<String> = store.keys().into_iter().filter(|k| k.starts_with("old-app/runtimes")).collect();
         pollster::block_on(store.delete(&index)).unwrap();
